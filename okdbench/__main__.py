@@ -1,0 +1,5 @@
+import sys
+
+from okdbench.cli import main
+
+sys.exit(main())

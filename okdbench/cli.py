@@ -1,0 +1,70 @@
+"""The `okdbench` console script: one subcommand per module in okdbench.commands."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+from okdbench import __version__
+from okdbench.errors import UserError
+
+# Order is the order shown in --help.
+COMMANDS = ["doctor", "render", "provision", "destroy", "run", "audit", "report", "nightly", "demo"]
+
+DESCRIPTION = """\
+okdbench tells you, with evidence, whether OKD runs as well on KVM/libvirt as on VMware vSphere.
+It stands up the same cluster on both hypervisors, checks the proof-of-concept acceptance
+criteria, times real workloads many times, and writes a report that says what is faster,
+by how much, and how sure we are."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="okdbench", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--version", action="version", version=f"okdbench {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="show debug logging")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMANDS:
+        module = importlib.import_module(f"okdbench.commands.{name}")
+        p = sub.add_parser(
+            name,
+            help=module.HELP,
+            description=getattr(module, "DESCRIPTION", module.HELP),
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        module.add_arguments(p)
+        p.set_defaults(_run=module.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    # `run` forwards unknown arguments to pytest.
+    args, extra = parser.parse_known_args(argv)
+    if extra and args.command != "run":
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    if not args.command:
+        parser.print_help()
+        return 2
+    if args.command == "run":
+        args.pytest_args = extra
+    try:
+        return int(args._run(args) or 0)
+    except UserError as exc:
+        print(f"okdbench {args.command}: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print(f"okdbench {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

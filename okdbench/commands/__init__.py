@@ -1,0 +1,1 @@
+"""One module per `okdbench` subcommand: HELP, DESCRIPTION, add_arguments(parser), run(args) -> int."""

@@ -1,0 +1,13 @@
+"""okdbench demo (not yet available)."""
+
+from okdbench.commands._unavailable import not_yet
+
+HELP = "(demo: not yet available)"
+
+
+def add_arguments(parser):
+    pass
+
+
+def run(args) -> int:
+    return not_yet("demo", "planned")

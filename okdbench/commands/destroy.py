@@ -1,0 +1,13 @@
+"""okdbench destroy (not yet available)."""
+
+from okdbench.commands._unavailable import not_yet
+
+HELP = "(destroy: not yet available)"
+
+
+def add_arguments(parser):
+    pass
+
+
+def run(args) -> int:
+    return not_yet("destroy", "planned")

@@ -1,0 +1,13 @@
+"""okdbench render (not yet available)."""
+
+from okdbench.commands._unavailable import not_yet
+
+HELP = "(render: not yet available)"
+
+
+def add_arguments(parser):
+    pass
+
+
+def run(args) -> int:
+    return not_yet("render", "planned")

@@ -1,0 +1,1 @@
+"""Stand up, attach to and tear down OKD clusters on KVM (libvirt) and vSphere (pyvmomi)."""

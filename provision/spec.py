@@ -1,0 +1,336 @@
+"""The cluster spec: one YAML file describes one cluster on one platform.
+
+Validation errors are one line each: YAML path, bad value, what is allowed.
+Secrets are never inline: the spec names files or environment variables that hold them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from okdbench.errors import UserError
+
+Role = Literal["bootstrap", "master", "worker"]
+
+_SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(KiB|MiB|GiB|TiB|KB|MB|GB|TB|K|M|G|T)\s*$", re.IGNORECASE)
+_UNITS = {
+    "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40,
+    "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
+    "k": 2**10, "m": 2**20, "g": 2**30, "t": 2**40,
+}
+
+
+class SpecError(UserError):
+    """A cluster spec is invalid. str() is one line: path, value, what is allowed."""
+
+
+def parse_size(value: Any) -> int:
+    """'16GiB' -> bytes. Bare numbers are refused: '16' is ambiguous (GB? GiB? MiB?)."""
+    if isinstance(value, str):
+        m = _SIZE_RE.match(value)
+        if m:
+            return int(float(m.group(1)) * _UNITS[m.group(2).lower()])
+    raise ValueError(f"{value!r} is not a size; use e.g. 16GiB")
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Size(int):
+    """Bytes; parsed from '16GiB'."""
+
+
+def _size(v: Any) -> int:
+    return parse_size(v)
+
+
+class NodeGroup(_Model):
+    role: Role
+    count: int = Field(ge=0, le=100)
+    vcpu: int = Field(ge=1, le=768)
+    memory: int
+    disk: int
+    mac_prefix: str | None = None
+    ips: list[ipaddress.IPv4Address] | None = None
+
+    _v_memory = field_validator("memory", "disk", mode="before")(_size)
+
+    @field_validator("mac_prefix")
+    @classmethod
+    def _v_mac_prefix(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        if not re.fullmatch(r"[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){2,4}", v):
+            raise ValueError(f"{v!r} is not a MAC prefix; use e.g. 52:54:00")
+        return v.lower()
+
+    @property
+    def memory_mib(self) -> int:
+        return self.memory // 2**20
+
+    @property
+    def disk_gib(self) -> int:
+        return -(-self.disk // 2**30)
+
+
+class OKD(_Model):
+    version: str = "unknown"
+    installer: str = "openshift-install"
+    # For the demo and tests: boot a tiny guest, not Fedora CoreOS; no OKD is installed.
+    guest: Literal["fcos", "testguest"] = "fcos"
+
+
+class Network(_Model):
+    machine_cidr: ipaddress.IPv4Network
+    api_vip: ipaddress.IPv4Address | None = None
+    ingress_vip: ipaddress.IPv4Address | None = None
+    lb_address: ipaddress.IPv4Address | None = None
+    gateway: ipaddress.IPv4Address | None = None
+    dns_servers: list[ipaddress.IPv4Address] = Field(default_factory=list)
+    cluster_network: ipaddress.IPv4Network = ipaddress.IPv4Network("10.128.0.0/14")
+    host_prefix: int = Field(23, ge=8, le=30)
+    service_network: ipaddress.IPv4Network = ipaddress.IPv4Network("172.30.0.0/16")
+    static_ips: bool = False  # vSphere: afterburn network kargs instead of DHCP
+
+    @model_validator(mode="after")
+    def _inside(self) -> "Network":
+        for name in ("api_vip", "ingress_vip", "lb_address", "gateway"):
+            ip = getattr(self, name)
+            if ip is not None and ip not in self.machine_cidr:
+                raise ValueError(f"network.{name}: {ip} is outside machine_cidr {self.machine_cidr}; pick an address inside it")
+        return self
+
+
+class KvmTuning(_Model):
+    cpu_mode: Literal["host-passthrough", "host-model", "custom", "default"] = "host-passthrough"
+    cpu_model: str | None = None
+    disk_bus: Literal["virtio", "scsi", "sata", "ide"] = "virtio"
+    disk_cache: Literal["none", "writethrough", "writeback", "directsync", "unsafe", "default"] = "none"
+    disk_io: Literal["native", "io_uring", "threads", "default"] = "native"
+    iothreads: int = Field(1, ge=0, le=16)
+    nic_model: Literal["virtio", "e1000", "e1000e", "rtl8139"] = "virtio"
+    nic_queues: int = Field(0, ge=0, le=64)  # 0: one queue per vCPU (max 8)
+    memballoon: bool = False
+
+
+class KvmNetwork(_Model):
+    mode: Literal["nat", "route", "open", "bridge"] = "nat"
+    name: str | None = None  # default: okd-<cluster>
+    bridge: str | None = None  # existing host bridge (mode=bridge) or libvirt's bridge name
+
+
+class KvmPlatform(_Model):
+    uri: str = "qemu:///system"
+    storage_pool: str = "default"
+    base_image: str | None = None  # FCOS qcow2 volume name in the pool, or a path
+    kernel: str | None = None  # testguest: direct kernel boot
+    initrd: str | None = None
+    domain_type: Literal["auto", "kvm", "qemu"] = "auto"
+    network: KvmNetwork = KvmNetwork()
+    tuning: KvmTuning = KvmTuning()
+    ignition_max_age_hours: float = Field(24, gt=0)
+
+
+class VsphereCredentials(_Model):
+    username_env: str | None = "VSPHERE_USERNAME"
+    password_env: str | None = "VSPHERE_PASSWORD"
+    file: Path | None = None  # YAML/INI with username/password; mode 0600 recommended
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_inline(cls, data: Any) -> Any:
+        if isinstance(data, dict) and ("password" in data or "username" in data):
+            raise ValueError("credentials must not be inline; use password_env (an environment variable) or file (a path)")
+        return data
+
+
+class VspherePlatform(_Model):
+    host: str
+    port: int = 443
+    datacenter: str
+    cluster: str
+    datastore: str
+    network: str
+    folder: str | None = None  # default: /<datacenter>/vm/<cluster name>
+    resource_pool: str | None = None
+    template: str
+    ca_bundle: Path | None = None
+    insecure: bool = False
+    credentials: VsphereCredentials = VsphereCredentials()
+    ignition_url: str | None = None  # where the bootstrap pointer ignition fetches from
+
+
+class ClusterSpec(_Model):
+    name: str = Field(pattern=r"^[a-z0-9]([-a-z0-9]{0,40}[a-z0-9])?$")
+    base_domain: str = Field(pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
+    platform: Literal["kvm", "vsphere"]
+    okd: OKD = OKD()
+    network: Network
+    nodes: list[NodeGroup] = Field(min_length=1)
+    ssh_public_key: Path | None = None
+    pull_secret: Path | None = None
+    kvm: KvmPlatform | None = None
+    vsphere: VspherePlatform | None = None
+    source: Path | None = Field(None, exclude=True)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "ClusterSpec":
+        section = getattr(self, self.platform)
+        if section is None:
+            raise ValueError(f"{self.platform}: missing section for platform {self.platform}; add a '{self.platform}:' block")
+        roles = [g.role for g in self.nodes]
+        for role in set(roles):
+            if roles.count(role) > 1:
+                raise ValueError(f"nodes: role {role!r} appears twice; list each role once with a count")
+        if self.okd.guest == "fcos" and not any(g.role == "master" and g.count > 0 for g in self.nodes):
+            raise ValueError("nodes: no master; an OKD cluster needs 1 or 3 masters")
+        return self
+
+    # ------------------------------------------------------------------ derived
+
+    @property
+    def cluster_domain(self) -> str:
+        return f"{self.name}.{self.base_domain}"
+
+    def group(self, role: str) -> NodeGroup | None:
+        return next((g for g in self.nodes if g.role == role), None)
+
+    def count(self, role: str) -> int:
+        g = self.group(role)
+        return g.count if g else 0
+
+    def machines(self) -> list["Machine"]:
+        """Every node VM, in a stable order, with its derived MAC and IP."""
+        out: list[Machine] = []
+        hosts = list(self.network.machine_cidr.hosts())
+        taken = {ip for ip in (self.network.api_vip, self.network.ingress_vip, self.network.lb_address, self.network.gateway) if ip}
+        # Default gateway / libvirt host side is the first host address.
+        taken.add(hosts[0])
+        next_free = iter(ip for ip in hosts[9:] if ip not in taken)
+        used_macs: set[str] = set()
+        for g in sorted(self.nodes, key=lambda g: ("bootstrap", "master", "worker").index(g.role)):
+            for i in range(g.count):
+                name = "bootstrap" if g.role == "bootstrap" else f"{g.role}-{i}"
+                if g.ips and i < len(g.ips):
+                    ip = g.ips[i]
+                else:
+                    ip = next(next_free)
+                mac = derive_mac(self.name, name, self.platform, g.mac_prefix, used_macs)
+                used_macs.add(mac)
+                out.append(Machine(name=name, role=g.role, index=i, vcpu=g.vcpu, memory=g.memory, disk=g.disk, mac=mac, ip=ip,
+                                   hostname=f"{name}.{self.cluster_domain}"))
+        return out
+
+
+class Machine(BaseModel):
+    model_config = ConfigDict(frozen=True)
+    name: str
+    role: Role
+    index: int
+    vcpu: int
+    memory: int
+    disk: int
+    mac: str
+    ip: ipaddress.IPv4Address
+    hostname: str
+
+    @property
+    def memory_mib(self) -> int:
+        return self.memory // 2**20
+
+
+# vSphere accepts static MACs only in 00:50:56:00:00:00-00:50:56:3F:FF:FF.
+_DEFAULT_PREFIX = {"kvm": "02", "vsphere": "00:50:56"}
+
+
+def derive_mac(cluster: str, node: str, platform: str, prefix: str | None = None, taken: set[str] | None = None) -> str:
+    """A stable MAC from (cluster, node): same inputs, same MAC, on every run and machine.
+
+    KVM default: locally administered unicast (02:…), 40 hash bits.
+    vSphere default: 00:50:56 with the 4th octet masked to 0x00-0x3F (VMware's manual range).
+    A collision inside one cluster is resolved deterministically by re-hashing.
+    """
+    prefix = (prefix or _DEFAULT_PREFIX.get(platform, "02")).lower()
+    pbytes = bytes(int(x, 16) for x in prefix.split(":"))
+    taken = taken or set()
+    for attempt in range(1000):
+        seed = f"okdbench/{cluster}/{node}" + (f"/{attempt}" if attempt else "")
+        digest = hashlib.sha256(seed.encode()).digest()
+        tail = bytearray(digest[: 6 - len(pbytes)])
+        if prefix == "00:50:56":
+            tail[0] &= 0x3F
+        mac = ":".join(f"{b:02x}" for b in pbytes + bytes(tail))
+        if mac not in taken:
+            return mac
+    raise SpecError(f"nodes: cannot derive a unique MAC for {node} with prefix {prefix}; use a longer-tailed mac_prefix")
+
+
+def _loc(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif part in ("function-after", "function-before") or str(part).startswith(("function-", "tagged-union")):
+            continue
+        else:
+            out += ("." if out else "") + str(part)
+    return out
+
+
+def format_validation_error(exc: ValidationError, data: Any) -> str:
+    err = exc.errors(include_url=False)[0]
+    path = _loc(err["loc"])
+    msg = err["msg"].removeprefix("Value error, ")
+    if err["type"] == "extra_forbidden":
+        return f"{path}: unknown field; remove it or check its spelling"
+    if err["type"] == "missing":
+        return f"{path}: required field is missing"
+    if msg.split(":", 1)[0].startswith(("network.", "nodes", "kvm", "vsphere")):
+        return msg  # already names its own path
+    bad = err.get("input")
+    shown = "" if isinstance(bad, (dict, list)) or bad is None else f"{bad!r} "
+    if msg.startswith(repr(bad)):
+        return f"{path}: {msg}"
+    return f"{path}: {shown}is not allowed: {msg[:1].lower()}{msg[1:]}"
+
+
+def load_spec(path: str | Path) -> ClusterSpec:
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise SpecError(f"--spec: {path} does not exist; pass the path of a cluster spec YAML (see examples/)") from None
+    except OSError as exc:
+        raise SpecError(f"--spec: cannot read {path}: {exc.strerror}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise SpecError(f"{path}: not valid YAML{where}; fix the syntax") from None
+    return parse_spec(data, source=path)
+
+
+def parse_spec(data: Any, source: Path | None = None) -> ClusterSpec:
+    where = f"{source}: " if source else ""
+    if not isinstance(data, dict):
+        raise SpecError(f"{where}the spec must be a YAML mapping with name, base_domain, platform, network, nodes")
+    try:
+        spec = ClusterSpec.model_validate(data)
+    except ValidationError as exc:
+        raise SpecError(where + format_validation_error(exc, data)) from None
+    base = source.parent if source else Path.cwd()
+    resolved = {}
+    for key in ("ssh_public_key", "pull_secret"):
+        p = getattr(spec, key)
+        if p is not None and not p.is_absolute():
+            resolved[key] = (base / p.expanduser()).resolve()
+    return spec.model_copy(update={**resolved, "source": source})

@@ -1,0 +1,1 @@
+"""Aggregate run folders into comparison reports (pandas, scipy, jinja2, matplotlib)."""

@@ -1,0 +1,339 @@
+"""Write and read run folders (`results/<run_id>/`).
+
+Writing: JSONL appended and fsynced per record while a run goes on, so a killed run loses
+nothing `record` returned for; Parquet compaction and the final status at the end.
+Reading: any number of run folders, Parquet or JSONL, complete or not, into DataFrames.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import secrets
+import tempfile
+import threading
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterable
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from results.schema import (
+    CRITERIA_JSONL,
+    CRITERIA_PARQUET,
+    CRITERIA_SCHEMA,
+    FINAL_RUN_STATUSES,
+    RUN_FILE,
+    SAMPLES_JSONL,
+    SAMPLES_PARQUET,
+    SAMPLES_SCHEMA,
+    CriterionResult,
+    RunInfo,
+    Sample,
+    iso,
+    utcnow,
+)
+
+log = logging.getLogger("okdbench.results")
+
+
+class ResultsWriteError(Exception):
+    """Results could not be written (disk full, permissions). The message is one line."""
+
+
+def new_run_id(now: datetime | None = None) -> str:
+    """Time-sortable and unique: UTC timestamp to the second plus random suffix."""
+    now = now or utcnow()
+    return now.strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(3)
+
+
+def _atomic_write_bytes(path: Path, data: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+def write_run_info(run_dir: Path, info: RunInfo) -> None:
+    data = json.dumps(info.to_json(), indent=2, sort_keys=True, default=str).encode() + b"\n"
+    _atomic_write_bytes(run_dir / RUN_FILE, data)
+
+
+class _JsonlAppender:
+    def __init__(self, path: Path):
+        self.path = path
+        self._fh = open(path, "ab", buffering=0)
+
+    def append(self, obj: dict[str, Any]) -> None:
+        line = (json.dumps(obj, sort_keys=True, default=str) + "\n").encode()
+        self._fh.write(line)
+        os.fsync(self._fh.fileno())
+
+    def close(self) -> None:
+        self._fh.close()
+
+
+class RunWriter:
+    """Owns one run folder. Thread-safe: fixtures may record from worker threads."""
+
+    def __init__(self, results_dir: Path | str, info: RunInfo):
+        self.info = info
+        self.dir = Path(results_dir) / info.run_id
+        self._lock = threading.Lock()
+        self.sample_count = 0
+        self.criterion_count = 0
+        try:
+            self.dir.mkdir(parents=True, exist_ok=False)
+            write_run_info(self.dir, info)
+            self._samples = _JsonlAppender(self.dir / SAMPLES_JSONL)
+            self._criteria = _JsonlAppender(self.dir / CRITERIA_JSONL)
+        except FileExistsError:
+            raise ResultsWriteError(
+                f"--run-id: {info.run_id!r} already exists in {results_dir}; pick a new id or omit --run-id"
+            ) from None
+        except OSError as exc:
+            raise ResultsWriteError(f"results dir {self.dir}: cannot write ({exc.strerror})") from None
+
+    def _append(self, target: _JsonlAppender, obj: dict[str, Any]) -> None:
+        try:
+            target.append(obj)
+        except OSError as exc:
+            raise ResultsWriteError(
+                f"results file {target.path}: cannot append ({exc.strerror}); records written before are intact"
+            ) from None
+
+    def record_sample(self, sample: Sample) -> None:
+        with self._lock:
+            self._append(self._samples, sample.to_json())
+            self.sample_count += 1
+
+    def record_criterion(self, result: CriterionResult) -> None:
+        with self._lock:
+            self._append(self._criteria, result.to_json())
+            self.criterion_count += 1
+
+    def update_info(self, **changes: Any) -> None:
+        """Add metadata learnt during the run (versions, nodes, hypervisor facts)."""
+        with self._lock:
+            for key, value in changes.items():
+                if key in RunInfo.__dataclass_fields__ and key != "extra":
+                    setattr(self.info, key, value)
+                else:
+                    self.info.extra[key] = value
+            try:
+                write_run_info(self.dir, self.info)
+            except OSError as exc:
+                raise ResultsWriteError(f"{self.dir / RUN_FILE}: cannot write ({exc.strerror})") from None
+
+    def finish(self, status: str) -> None:
+        """Compact JSONL to Parquet and set the final status. JSONL is kept (retention prunes it)."""
+        if status not in FINAL_RUN_STATUSES:
+            raise ValueError(f"status: {status!r} is not final")
+        with self._lock:
+            self._samples.close()
+            self._criteria.close()
+            try:
+                compact(self.dir)
+            except (OSError, pa.ArrowException) as exc:
+                # Keep the JSONL (the truth); the run reads the same without Parquet.
+                log.warning("could not compact %s to Parquet: %s", self.dir, exc)
+                status = "incomplete" if status == "complete" else status
+            self.info.status = status  # type: ignore[assignment]
+            self.info.finished = iso(utcnow())
+            write_run_info(self.dir, self.info)
+
+
+def compact(run_dir: Path) -> None:
+    samples, _ = _read_jsonl(run_dir / SAMPLES_JSONL)
+    criteria, _ = _read_jsonl(run_dir / CRITERIA_JSONL)
+    for rows, schema, name in ((samples, SAMPLES_SCHEMA, SAMPLES_PARQUET), (criteria, CRITERIA_SCHEMA, CRITERIA_PARQUET)):
+        table = _table_from_rows(rows, schema)
+        sink = pa.BufferOutputStream()
+        pq.write_table(table, sink, compression="zstd")
+        _atomic_write_bytes(run_dir / name, sink.getvalue().to_pybytes())
+
+
+# ---------------------------------------------------------------- reading
+
+
+def _read_jsonl(path: Path) -> tuple[list[dict[str, Any]], list[str]]:
+    rows: list[dict[str, Any]] = []
+    warnings: list[str] = []
+    if not path.exists():
+        return rows, warnings
+    with open(path, "rb") as fh:
+        lines = fh.read().split(b"\n")
+    last = len(lines) - 1
+    for i, raw in enumerate(lines):
+        if not raw.strip():
+            continue
+        try:
+            obj = json.loads(raw)
+            if not isinstance(obj, dict):
+                raise ValueError("not an object")
+        except ValueError:
+            where = "last line (a killed writer?)" if i >= last - 1 else f"line {i + 1}"
+            warnings.append(f"{path}: skipped unreadable {where}")
+            continue
+        rows.append(obj)
+    return rows, warnings
+
+
+def _table_from_rows(rows: list[dict[str, Any]], schema: pa.Schema) -> pa.Table:
+    df = pd.DataFrame(rows)
+    return _conform(df, schema)
+
+
+def _conform(df: pd.DataFrame, schema: pa.Schema) -> pa.Table:
+    """Cast the documented columns to their dtypes; unknown extra columns are kept."""
+    for f in schema:
+        if f.name not in df.columns:
+            df[f.name] = None
+    if "timestamp" in schema.names:
+        df["timestamp"] = pd.to_datetime(df["timestamp"], utc=True, errors="coerce", format="ISO8601")
+    if "labels" in schema.names:
+        df["labels"] = df["labels"].map(
+            lambda v: v if isinstance(v, str) else json.dumps(v if v is not None else {}, sort_keys=True)
+        )
+    for f in schema:
+        if pa.types.is_floating(f.type) or pa.types.is_integer(f.type):
+            df[f.name] = pd.to_numeric(df[f.name], errors="coerce")
+    extras = [c for c in df.columns if c not in schema.names]
+    ordered = df[list(schema.names) + extras]
+    fields = list(schema) + [pa.field(c, pa.string()) for c in extras]
+    for c in extras:
+        ordered[c] = ordered[c].map(lambda v: v if v is None or isinstance(v, str) else json.dumps(v, default=str))
+    return pa.Table.from_pandas(ordered, schema=pa.schema(fields), preserve_index=False, safe=False)
+
+
+def _to_frame(table: pa.Table, schema: pa.Schema) -> pd.DataFrame:
+    df = table.to_pandas(types_mapper={pa.string(): pd.StringDtype()}.get)
+    for f in schema:
+        if pa.types.is_string(f.type):
+            df[f.name] = df[f.name].astype("string")
+    if "repetition" in df:
+        df["repetition"] = df["repetition"].fillna(0).astype("int64")
+    if "value" in df:
+        df["value"] = df["value"].astype("float64")
+    return df
+
+
+def empty_samples() -> pd.DataFrame:
+    return _to_frame(SAMPLES_SCHEMA.empty_table(), SAMPLES_SCHEMA)
+
+
+def empty_criteria() -> pd.DataFrame:
+    return _to_frame(CRITERIA_SCHEMA.empty_table(), CRITERIA_SCHEMA)
+
+
+@dataclass
+class RunSet:
+    samples: pd.DataFrame
+    criteria: pd.DataFrame
+    runs: list[RunInfo]
+    warnings: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)  # run folders that could not be read
+
+    def runs_frame(self) -> pd.DataFrame:
+        return pd.DataFrame([r.to_json() for r in self.runs])
+
+
+def find_run_dirs(paths: Iterable[Path | str]) -> list[Path]:
+    """Each path is a run folder (has run.json or records) or a folder of run folders."""
+    found: list[Path] = []
+    for p in map(Path, paths):
+        if _looks_like_run(p):
+            found.append(p)
+        elif p.is_dir():
+            found.extend(sorted(c for c in p.iterdir() if c.is_dir() and _looks_like_run(c)))
+    return found
+
+
+def _looks_like_run(p: Path) -> bool:
+    return p.is_dir() and any((p / n).exists() for n in (RUN_FILE, SAMPLES_JSONL, SAMPLES_PARQUET))
+
+
+def read_run_info(run_dir: Path) -> RunInfo:
+    path = run_dir / RUN_FILE
+    data = json.loads(path.read_text())
+    if not isinstance(data, dict) or not data.get("run_id"):
+        raise ValueError(f"{path}: not a run.json (no run_id)")
+    info = RunInfo.from_json(data)
+    if info.status not in FINAL_RUN_STATUSES:
+        info.status = "incomplete"  # a run without a final status is reported as incomplete
+    return info
+
+
+def _read_records(run_dir: Path, parquet: str, jsonl: str, schema: pa.Schema) -> tuple[pa.Table, list[str]]:
+    pq_path = run_dir / parquet
+    if pq_path.exists():
+        return pq.read_table(pq_path), []
+    rows, warnings = _read_jsonl(run_dir / jsonl)
+    return _table_from_rows(rows, schema), warnings
+
+
+def load_run(run_dir: Path) -> tuple[RunInfo, pa.Table, pa.Table, list[str]]:
+    try:
+        info = read_run_info(run_dir)
+    except FileNotFoundError:
+        raise ValueError(f"{run_dir}: no run.json") from None
+    samples, w1 = _read_records(run_dir, SAMPLES_PARQUET, SAMPLES_JSONL, SAMPLES_SCHEMA)
+    criteria, w2 = _read_records(run_dir, CRITERIA_PARQUET, CRITERIA_JSONL, CRITERIA_SCHEMA)
+    return info, samples, criteria, w1 + w2
+
+
+def load_runs(paths: Iterable[Path | str]) -> RunSet:
+    """Load run folders into DataFrames with the documented dtypes, plus run metadata.
+
+    A folder that cannot be read at all is skipped with a warning, never an exception.
+    """
+    infos: list[RunInfo] = []
+    sample_tables: list[pa.Table] = []
+    criteria_tables: list[pa.Table] = []
+    warnings: list[str] = []
+    skipped: list[str] = []
+    for run_dir in find_run_dirs(paths):
+        try:
+            info, s, c, w = load_run(run_dir)
+        except (ValueError, OSError, pa.ArrowException) as exc:
+            msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            skipped.append(f"{run_dir}: {msg}")
+            log.warning("skipped run folder %s: %s", run_dir, msg)
+            continue
+        for msg in w:
+            log.warning("%s", msg)
+        warnings.extend(w)
+        infos.append(info)
+        sample_tables.append(s)
+        criteria_tables.append(c)
+    samples = _concat(sample_tables, SAMPLES_SCHEMA)
+    criteria = _concat(criteria_tables, CRITERIA_SCHEMA)
+    return RunSet(samples=samples, criteria=criteria, runs=infos, warnings=warnings, skipped=skipped)
+
+
+def _concat(tables: list[pa.Table], schema: pa.Schema) -> pd.DataFrame:
+    if not tables:
+        return _to_frame(schema.empty_table(), schema)
+    table = pa.concat_tables(tables, promote_options="permissive")
+    return _to_frame(table, schema)
+
+
+def run_json_path(run_dir: Path) -> Path:
+    return run_dir / RUN_FILE
+
+
+def now_iso() -> str:
+    return iso(datetime.now(timezone.utc))
