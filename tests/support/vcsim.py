@@ -1,0 +1,240 @@
+"""govmomi's vCenter simulator (vcsim) as a real TLS endpoint for tests.
+
+The binary is built once from tests/vcsim/main.go with Debian's golang-go and
+golang-github-vmware-govmomi-dev, cached under .cache/vcsim/<hash of main.go + go version>.
+Each simulator gets a certificate from a CA made for the test session, so clients verify
+TLS for real (ca_bundle) and a client without that CA fails. The login is fixed to a
+canary password, which tests grep for in everything okdbench wrote.
+
+Fixtures:
+- vcsim:        session-scoped simulator (shared inventory; do not mutate it destructively)
+- vcsim_fresh:  a new simulator with a pristine inventory for one test (~0.2 s to start)
+- vcsim_pki:    the session CA, the server key pair and an unrelated CA bundle
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import os
+import secrets
+import shutil
+import socket
+import ssl
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+MAIN_GO = REPO / "tests" / "vcsim" / "main.go"
+CACHE = REPO / ".cache"
+GOPATH = "/usr/share/gocode"
+USERNAME = "okdbench-test@vsphere.local"
+
+
+# --------------------------------------------------------------------------- build
+
+
+def _go_version(go: str) -> str:
+    return subprocess.run([go, "version"], capture_output=True, text=True, check=True).stdout.strip()
+
+
+def build_vcsim() -> Path:
+    """Build (or reuse) the simulator binary. Raises RuntimeError with one line when it cannot."""
+    go = shutil.which("go")
+    if go is None:
+        raise RuntimeError("go is not installed (apt-get install golang-go golang-github-vmware-govmomi-dev)")
+    if not (Path(GOPATH) / "src/github.com/vmware/govmomi/simulator").is_dir():
+        raise RuntimeError(f"govmomi sources missing under {GOPATH} (apt-get install golang-github-vmware-govmomi-dev)")
+    key = hashlib.sha256(MAIN_GO.read_bytes() + _go_version(go).encode()).hexdigest()[:16]
+    out_dir = CACHE / "vcsim" / key
+    binary = out_dir / "vcsim"
+    if binary.exists():
+        return binary
+    out_dir.mkdir(parents=True, exist_ok=True)
+    # Two pytest processes may build at once; the lock makes the second one wait and reuse.
+    with open(out_dir / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if binary.exists():
+            return binary
+        env = {**os.environ, "GOPATH": GOPATH, "GO111MODULE": "off", "GOFLAGS": "",
+               "GOCACHE": str(CACHE / "go-build")}
+        tmp = out_dir / f"vcsim.tmp{os.getpid()}"
+        proc = subprocess.run([go, "build", "-o", str(tmp), str(MAIN_GO)], cwd=MAIN_GO.parent, env=env,
+                              capture_output=True, text=True)
+        if proc.returncode != 0:
+            first = (proc.stderr.strip().splitlines() or ["no output"])[0]
+            raise RuntimeError(f"building tests/vcsim/main.go failed: {first}")
+        tmp.rename(binary)
+    return binary
+
+
+# --------------------------------------------------------------------------- PKI
+
+
+@dataclass(frozen=True)
+class Pki:
+    ca_bundle: Path  # the CA that signed the simulator's certificate
+    cert: Path
+    key: Path
+    other_ca_bundle: Path  # a CA that did not: verification against it must fail
+
+
+def _openssl(*args: str, cwd: Path) -> None:
+    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
+
+
+def make_pki(directory: Path) -> Pki:
+    directory.mkdir(parents=True, exist_ok=True)
+    for name in ("ca", "other-ca"):
+        _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{name}.key", "-out", f"{name}.pem",
+                 "-days", "2", "-subj", f"/CN=okdbench {name}", "-addext", "basicConstraints=critical,CA:TRUE",
+                 "-addext", "keyUsage=critical,keyCertSign,cRLSign", cwd=directory)
+    _openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key", "-out", "server.csr",
+             "-subj", "/CN=localhost", cwd=directory)
+    (directory / "server.ext").write_text(
+        "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\n"
+        "keyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n")
+    _openssl("x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
+             "-out", "server.pem", "-days", "2", "-extfile", "server.ext", cwd=directory)
+    return Pki(ca_bundle=directory / "ca.pem", cert=directory / "server.pem", key=directory / "server.key",
+               other_ca_bundle=directory / "other-ca.pem")
+
+
+# --------------------------------------------------------------------------- process
+
+
+@dataclass
+class VcSim:
+    host: str
+    port: int
+    url: str
+    username: str
+    password: str
+    ca_bundle: Path
+    other_ca_bundle: Path
+    log: Path
+    process: subprocess.Popen = field(repr=False)
+
+    def ssl_context(self) -> ssl.SSLContext:
+        return ssl.create_default_context(cafile=str(self.ca_bundle))
+
+    def connect(self):
+        """A pyVmomi ServiceInstance for assertions (verified TLS, the right login)."""
+        from pyVim.connect import SmartConnect
+
+        return SmartConnect(host=self.host, port=self.port, user=self.username, pwd=self.password,
+                            sslContext=self.ssl_context())
+
+    def env(self, prefix: str = "VSPHERE") -> dict[str, str]:
+        """Credentials as the spec's default environment variables name them."""
+        return {f"{prefix}_USERNAME": self.username, f"{prefix}_PASSWORD": self.password}
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def start_vcsim(binary: Path, pki: Pki, workdir: Path, *, password: str | None = None, timeout: float = 30) -> VcSim:
+    workdir.mkdir(parents=True, exist_ok=True)
+    password = password or f"canary-{secrets.token_hex(8)}"
+    log = workdir / "vcsim.log"
+    env = {**os.environ, "VCSIM_USERNAME": USERNAME, "VCSIM_PASSWORD": password}
+    with open(log, "wb") as errf:
+        proc = subprocess.Popen([str(binary), "-listen", "127.0.0.1:0", "-cert", str(pki.cert), "-key", str(pki.key)],
+                                stdout=subprocess.PIPE, stderr=errf, env=env, cwd=workdir, text=True)
+    deadline = time.monotonic() + timeout
+    assert proc.stdout is not None
+    line = proc.stdout.readline()  # blocks until the server listens (or the process dies)
+    if not line.startswith("VCSIM_URL="):
+        proc.kill()
+        proc.wait()
+        raise RuntimeError(f"vcsim did not start: {log.read_text().strip()[-300:] or 'no output'}")
+    url = line.split("=", 1)[1].strip()
+    hostport = url.split("//", 1)[1].split("/", 1)[0]
+    host, port = hostport.rsplit(":", 1)
+    sim = VcSim(host=host, port=int(port), url=url, username=USERNAME, password=password, ca_bundle=pki.ca_bundle,
+                other_ca_bundle=pki.other_ca_bundle, log=log, process=proc)
+    # Ready = a verified TLS handshake succeeds.
+    while True:
+        try:
+            with socket.create_connection((host, int(port)), timeout=2) as raw:
+                with sim.ssl_context().wrap_socket(raw, server_hostname=host):
+                    break
+        except OSError:
+            if time.monotonic() > deadline or proc.poll() is not None:
+                sim.stop()
+                raise RuntimeError(f"vcsim at {url} not ready within {timeout:.0f}s") from None
+            time.sleep(0.05)
+    return sim
+
+
+def prepare_template(si, source: str = "DC0_C0_RP0_VM0", name: str = "okd-template"):
+    """Turn one of the VPX model's VMs into a powered-off template VM named `name`."""
+    from pyVmomi import vim
+
+    content = si.RetrieveContent()
+    view = content.viewManager.CreateContainerView(content.rootFolder, [vim.VirtualMachine], True)
+    try:
+        vms = {vm.name: vm for vm in view.view}
+    finally:
+        view.Destroy()
+    if name in vms:
+        return vms[name]
+    vm = vms[source]
+    wait_task(vm.PowerOffVM_Task())
+    wait_task(vm.Rename_Task(name))
+    return vm
+
+
+def wait_task(task, timeout: float = 30):
+    from pyVmomi import vim
+
+    deadline = time.monotonic() + timeout
+    while task.info.state not in (vim.TaskInfo.State.success, vim.TaskInfo.State.error):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"task {task.info.descriptionId} still {task.info.state}")
+        time.sleep(0.02)
+    if task.info.state == vim.TaskInfo.State.error:
+        raise task.info.error
+    return task.info.result
+
+
+# --------------------------------------------------------------------------- fixtures
+
+
+@pytest.fixture(scope="session")
+def vcsim_binary() -> Path:
+    try:
+        return build_vcsim()
+    except RuntimeError as exc:
+        pytest.skip(f"vcsim unavailable: {exc}")
+
+
+@pytest.fixture(scope="session")
+def vcsim_pki(tmp_path_factory) -> Pki:
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is not installed; needed to make the simulator's test CA")
+    return make_pki(tmp_path_factory.mktemp("vcsim-pki"))
+
+
+@pytest.fixture(scope="session")
+def vcsim(vcsim_binary, vcsim_pki, tmp_path_factory):
+    sim = start_vcsim(vcsim_binary, vcsim_pki, tmp_path_factory.mktemp("vcsim"))
+    yield sim
+    sim.stop()
+
+
+@pytest.fixture
+def vcsim_fresh(vcsim_binary, vcsim_pki, tmp_path):
+    sim = start_vcsim(vcsim_binary, vcsim_pki, tmp_path / "vcsim")
+    yield sim
+    sim.stop()
