@@ -20,13 +20,20 @@ criteria, times real workloads many times, and writes a report that says what is
 by how much, and how sure we are."""
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (naming the fix), not usage text plus error."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="okdbench", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--version", action="version", version=f"okdbench {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="show debug logging")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for name in COMMANDS:
         module = importlib.import_module(f"okdbench.commands.{name}")
         p = sub.add_parser(
