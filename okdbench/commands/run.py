@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
+from okdbench.errors import UserError
 from okdbench.plugin import ROOT
 
 HELP = "run the POC criteria and benchmarks against a cluster (wraps `pytest suites/`)"
@@ -32,10 +34,8 @@ def pytest_command(args) -> list[str]:
 
 
 def run(args) -> int:
-    missing = [t for t in pytest_command(args)[3:] if t.endswith(".py") and not __import__("os").path.exists(t)]
+    missing = [t for t in pytest_command(args)[3:] if t.endswith(".py") and not Path(t).exists()]
     if missing:
-        from okdbench.errors import UserError
-
         names = sorted(p.name.removeprefix("test_").removesuffix(".py") for p in (ROOT / "suites").glob("test_*.py"))
         raise UserError(f"--suite: no suite {missing[0]}; choose from {', '.join(names)}")
     return subprocess.call(pytest_command(args), cwd=ROOT)
