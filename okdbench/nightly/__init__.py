@@ -1,0 +1,1 @@
+"""Nightly comparison runs: config, lock, run the suites per platform, report, retention, notify."""

@@ -1,0 +1,254 @@
+"""nightly.yaml: what to run each night, validated; every error is one line naming the field.
+
+Relative paths are resolved against the directory of the config file, so a config can be
+moved together with the specs and kubeconfigs it names.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from okdbench.errors import UserError
+
+
+class ConfigError(UserError):
+    """nightly.yaml is invalid. str() is one line: field path, bad value, what is allowed."""
+
+
+_DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d)?\s*$")
+_DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
+
+
+def parse_duration(value: Any) -> float:
+    """'10m' -> 600.0 seconds; bare numbers are seconds."""
+    if isinstance(value, bool):
+        raise ValueError(f"{value!r} is not a duration; use e.g. 30s, 10m, 4h")
+    if isinstance(value, (int, float)) and value >= 0 and value == value and value != float("inf"):
+        return float(value)
+    if isinstance(value, str):
+        m = _DURATION_RE.match(value)
+        if m:
+            return float(m.group(1)) * _DURATION_UNITS[m.group(2)]
+    raise ValueError(f"{value!r} is not a duration; use e.g. 30s, 10m, 4h")
+
+
+def _fmt_duration(seconds: float) -> str:
+    return f"{seconds:g}s"
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+_LABEL_RE = r"^[a-z0-9]([-a-z0-9_.]{0,38}[a-z0-9])?$"
+_SUITE_RE = re.compile(r"^[a-z0-9_]{1,60}$")
+
+
+class PlatformRun(_Model):
+    """One platform of the nightly comparison: where the cluster comes from and what to run."""
+
+    label: str = Field(pattern=_LABEL_RE)
+    platform: Literal["kvm", "vsphere"]
+    spec: Path | None = None  # provision a fresh cluster from this spec each night
+    kubeconfig: Path | None = None  # or reuse an existing cluster
+    keep_cluster: bool = False  # with spec: keep the provisioned cluster after the run
+    suites: list[str] = Field(default_factory=list)  # names under suites/ (test_<name>.py); empty: all
+    repeat: int = Field(1, ge=1, le=1000)
+    soak: float = 0.0  # seconds
+    timeout: float = 6 * 3600.0  # seconds; the whole pytest session of this platform
+    insecure: bool = False
+    pytest_args: list[str] = Field(default_factory=list)
+
+    _v_durations = field_validator("soak", "timeout", mode="before")(lambda v: parse_duration(v))
+
+    @field_validator("suites")
+    @classmethod
+    def _v_suites(cls, v: list[str]) -> list[str]:
+        for name in v:
+            if not _SUITE_RE.match(name):
+                raise ValueError(f"{name!r} is not a suite name; use the file name under suites/ without test_ and .py, e.g. builds")
+        return v
+
+    @field_validator("timeout")
+    @classmethod
+    def _v_timeout(cls, v: float) -> float:
+        if v <= 0:
+            raise ValueError(f"{v!r} is not allowed; the timeout must be positive, e.g. 4h")
+        return v
+
+    @model_validator(mode="after")
+    def _one_cluster_source(self) -> "PlatformRun":
+        if (self.spec is None) == (self.kubeconfig is None):
+            raise ValueError("give exactly one of spec (provision a fresh cluster) or kubeconfig (reuse a running one)")
+        return self
+
+
+class Retention(_Model):
+    keep_jsonl_runs: int = Field(14, ge=1, le=100000)
+
+
+class Notify(_Model):
+    webhook_url: str
+    timeout: float = 10.0
+    retries: int = Field(3, ge=0, le=20)
+    backoff: float = 2.0  # seconds before the first retry, doubled each time
+    ca_bundle: Path | None = None
+
+    _v_durations = field_validator("timeout", "backoff", mode="before")(lambda v: parse_duration(v))
+
+    @field_validator("webhook_url")
+    @classmethod
+    def _v_url(cls, v: str) -> str:
+        if not re.match(r"^https?://[^\s/]+", v):
+            raise ValueError(f"{_short(v)!r} is not an http(s) URL; use e.g. https://hooks.example.com/okdbench")
+        return v
+
+    @field_validator("timeout")
+    @classmethod
+    def _v_timeout(cls, v: float) -> float:
+        if v <= 0:
+            raise ValueError("must be positive, e.g. 10s")
+        return v
+
+
+class NightlyConfig(_Model):
+    results_dir: Path = Path("results")
+    reports_dir: Path = Path("reports/out")
+    logs_dir: Path = Path("logs")
+    report_name: str = Field("nightly", pattern=r"^[A-Za-z0-9_.-]{1,80}$")
+    lock_file: Path | None = None  # default: <results_dir>/.okdbench-nightly.lock
+    baseline: str | None = None  # label; default: the first platform
+    candidate: str | None = None  # label; default: the second platform
+    costs: Path | None = None
+    ack: Path | None = None
+    retention: Retention = Retention()
+    notify: Notify | None = None
+    platforms: list[PlatformRun] = Field(min_length=1)
+    source: Path | None = Field(None, exclude=True)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "NightlyConfig":
+        labels = [p.label for p in self.platforms]
+        for i, label in enumerate(labels):
+            if labels.index(label) != i:
+                raise ValueError(f"platforms[{i}].label: {label!r} is used twice; give each platform run its own label")
+        for name in ("baseline", "candidate"):
+            value = getattr(self, name)
+            if value is not None and value not in labels:
+                raise ValueError(f"{name}: {value!r} is not a platform label; use one of {', '.join(labels)}")
+        return self
+
+    @property
+    def lock_path(self) -> Path:
+        return self.lock_file or self.results_dir / ".okdbench-nightly.lock"
+
+    def comparison(self) -> tuple[str | None, str | None]:
+        labels = [p.label for p in self.platforms]
+        baseline = self.baseline or labels[0]
+        candidate = self.candidate or next((lbl for lbl in labels if lbl != baseline), None)
+        return baseline, candidate
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    text = " ".join(str(value).split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _loc(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif str(part).startswith(("function-", "tagged-union", "list[", "literal[")):
+            continue
+        else:
+            out += ("." if out else "") + str(part)
+    return out or "(top level)"
+
+
+def _format_error(exc: ValidationError) -> str:
+    err = exc.errors(include_url=False)[0]
+    path = _loc(err["loc"])
+    msg = " ".join(str(err["msg"]).removeprefix("Value error, ").split())
+    kind = err["type"]
+    if kind == "extra_forbidden":
+        return f"{path}: unknown field; remove it or check its spelling"
+    if kind == "missing":
+        return f"{path}: required field is missing"
+    if re.match(r"^[a-z_]+(\[\d+\])?(\.[a-z_]+)?: ", msg):
+        return msg  # already names its own path
+    bad = err.get("input")
+    shown = "" if isinstance(bad, (dict, list)) or bad is None else f"{_short(repr(bad))} "
+    if shown and msg.startswith(_short(repr(bad))):
+        return f"{path}: {msg}"
+    if not shown:
+        return f"{path}: {msg[:1].lower()}{msg[1:]}"
+    return f"{path}: {shown}is not allowed: {msg[:1].lower()}{msg[1:]}"
+
+
+def parse_config(data: Any, source: Path | None = None) -> NightlyConfig:
+    where = f"{source}: " if source else ""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}the nightly config must be a YAML mapping with at least 'platforms:'; see examples/nightly.yaml")
+    try:
+        cfg = NightlyConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(where + _format_error(exc)) from None
+    except (ValueError, TypeError, OverflowError) as exc:  # a validator tripped on a value pydantic let through
+        raise ConfigError(f"{where}invalid value: {_short(exc, 200)}") from None
+    return _resolve(cfg, source)
+
+
+def _resolve(cfg: NightlyConfig, source: Path | None) -> NightlyConfig:
+    base = source.parent if source else Path.cwd()
+
+    def r(p: Path | None) -> Path | None:
+        if p is None:
+            return None
+        p = p.expanduser()
+        return p if p.is_absolute() else (base / p)
+
+    platforms = [
+        p.model_copy(update={"spec": r(p.spec), "kubeconfig": r(p.kubeconfig)}) for p in cfg.platforms
+    ]
+    notify = cfg.notify.model_copy(update={"ca_bundle": r(cfg.notify.ca_bundle)}) if cfg.notify else None
+    return cfg.model_copy(
+        update={
+            "results_dir": r(cfg.results_dir),
+            "reports_dir": r(cfg.reports_dir),
+            "logs_dir": r(cfg.logs_dir),
+            "lock_file": r(cfg.lock_file),
+            "costs": r(cfg.costs),
+            "ack": r(cfg.ack),
+            "platforms": platforms,
+            "notify": notify,
+            "source": source,
+        }
+    )
+
+
+def load_config(path: str | Path) -> NightlyConfig:
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise ConfigError(f"--config: {path} does not exist; pass the path of a nightly.yaml (see examples/nightly.yaml)") from None
+    except IsADirectoryError:
+        raise ConfigError(f"--config: {path} is a directory; pass the path of a nightly.yaml file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = getattr(exc, "strerror", None) or "not UTF-8 text"
+        raise ConfigError(f"--config: cannot read {path}: {reason}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ConfigError(f"{path}: not valid YAML{where}; fix the syntax") from None
+    except (ValueError, RecursionError) as exc:
+        raise ConfigError(f"{path}: not valid YAML ({_short(exc)}); fix the syntax") from None
+    return parse_config(data, source=path)
