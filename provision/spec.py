@@ -86,6 +86,8 @@ class OKD(_Model):
     installer: str = "openshift-install"
     # For the demo and tests: boot a tiny guest, not Fedora CoreOS; no OKD is installed.
     guest: Literal["fcos", "testguest"] = "fcos"
+    # Image registry storage after install: None -> emptyDir (POC only), else a PVC of this class.
+    registry_storage_class: str | None = None
 
 
 class Network(_Model):
