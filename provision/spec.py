@@ -168,6 +168,8 @@ class VspherePlatform(_Model):
     insecure: bool = False
     credentials: VsphereCredentials = VsphereCredentials()
     ignition_url: str | None = None  # where the bootstrap pointer ignition fetches from
+    # Guest NIC name for static-IP kargs: vmxnet3 in slot 192 is ens192 on FCOS.
+    interface: str = Field("ens192", pattern=r"^[a-zA-Z0-9_.:-]{1,15}$")
 
 
 class ClusterSpec(_Model):

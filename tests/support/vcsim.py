@@ -238,3 +238,31 @@ def vcsim_fresh(vcsim_binary, vcsim_pki, tmp_path):
     sim = start_vcsim(vcsim_binary, vcsim_pki, tmp_path / "vcsim")
     yield sim
     sim.stop()
+
+
+# --------------------------------------------------------------------------- specs for tests
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def vsphere_spec_data(sim: VcSim, name: str = "okd-sim", **vsphere_overrides) -> dict:
+    """A small cluster spec (1 bootstrap, 1 master, 1 worker) aimed at the simulator's VPX inventory."""
+    vs = {
+        "host": sim.host, "port": sim.port, "datacenter": "DC0", "cluster": "DC0_C0", "datastore": "LocalDS_0",
+        "network": "DC0_DVPG0", "template": "okd-template", "ca_bundle": str(sim.ca_bundle),
+        "ignition_url": f"http://127.0.0.1:{free_port()}/bootstrap.ign",
+    }
+    vs.update(vsphere_overrides)
+    return {
+        "name": name, "base_domain": "sim.example", "platform": "vsphere",
+        "network": {"machine_cidr": "198.18.20.0/24", "gateway": "198.18.20.1", "dns_servers": ["198.18.20.2"],
+                    "static_ips": True},
+        "nodes": [{"role": "bootstrap", "count": 1, "vcpu": 2, "memory": "4GiB", "disk": "20GiB"},
+                  {"role": "master", "count": 1, "vcpu": 4, "memory": "8GiB", "disk": "30GiB"},
+                  {"role": "worker", "count": 1, "vcpu": 3, "memory": "6GiB", "disk": "25GiB"}],
+        "vsphere": {k: v for k, v in vs.items() if v is not None},
+    }

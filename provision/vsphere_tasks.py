@@ -1,0 +1,68 @@
+"""Waiting for vCenter tasks: many at once, with progress (phase, done/total, elapsed) and a deadline."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Mapping
+
+from pyVmomi import vim, vmodl
+
+from okdbench import redact
+from okdbench.errors import UserError
+
+log = logging.getLogger("okdbench.vsphere")
+
+POLL_S = 0.2
+PROGRESS_EVERY_S = 10.0
+
+
+class TaskFailed(UserError):
+    """A vCenter task ended in error; str() names the phase, the object and vCenter's reason."""
+
+
+def fault_text(fault: BaseException | None) -> str:
+    msg = getattr(fault, "msg", None) or getattr(fault, "localizedMessage", None) or type(fault).__name__
+    return redact.redact_text(" ".join(str(msg).split()))
+
+
+def wait_tasks(tasks: Mapping[str, vim.Task], phase: str, *, timeout: float) -> dict[str, object]:
+    """Wait for every task; return name -> result. Raises TaskFailed on the first error or the timeout.
+
+    All tasks are left to finish on their own when one fails: the caller rolls back what exists.
+    """
+    started = time.monotonic()
+    pending = dict(tasks)
+    results: dict[str, object] = {}
+    errors: list[str] = []
+    last_report = started
+    total = len(tasks)
+    while pending:
+        for name, task in list(pending.items()):
+            try:
+                info = task.info
+            except vmodl.fault.ManagedObjectNotFound:
+                errors.append(f"{name}: task vanished")
+                del pending[name]
+                continue
+            if info.state == vim.TaskInfo.State.success:
+                results[name] = info.result
+                del pending[name]
+            elif info.state == vim.TaskInfo.State.error:
+                errors.append(f"{name}: {fault_text(info.error)}")
+                del pending[name]
+        elapsed = time.monotonic() - started
+        if not pending:
+            break
+        if elapsed > timeout:
+            raise TaskFailed(f"vsphere {phase}: {len(pending)} of {total} tasks still running after {timeout:.0f}s "
+                             f"({', '.join(sorted(pending))}); vCenter is overloaded or stuck")
+        if time.monotonic() - last_report >= PROGRESS_EVERY_S:
+            last_report = time.monotonic()
+            log.info("vsphere %s: %d/%d done, %.0fs elapsed", phase, total - len(pending), total, elapsed)
+        time.sleep(POLL_S)
+    elapsed = time.monotonic() - started
+    if errors:
+        raise TaskFailed(f"vsphere {phase} failed: {'; '.join(errors)}")
+    log.info("vsphere %s: %d/%d done in %.1fs", phase, total, total, elapsed)
+    return results

@@ -1,0 +1,156 @@
+"""provision/vsphere.py against govmomi's simulator: real SOAP, real TLS, assertions through pyVmomi."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import logging
+import urllib.request
+from dataclasses import asdict
+from pathlib import Path
+
+import pytest
+from pyVmomi import vim
+
+from okdbench import redact
+from provision import vsphere
+from provision.spec import parse_spec
+from provision.vsphere_plan import CLUSTER_KEY, ENCODING_KEY, IGNITION_KEY, KARGS_KEY
+from tests.support.vcsim import prepare_template, vsphere_spec_data
+
+pytestmark = pytest.mark.needs_vcsim
+
+
+def write_ignition(workdir: Path) -> dict[str, bytes]:
+    workdir.mkdir(parents=True, exist_ok=True)
+    out = {}
+    for role in ("bootstrap", "master", "worker"):
+        doc = {"ignition": {"version": "3.2.0"}, "storage": {"files": [{"path": f"/etc/okdbench-{role}"}]}}
+        if role == "bootstrap":  # big, like the real one: it cannot go into guestinfo
+            doc["storage"]["files"].append({"path": "/opt/blob", "contents": {"source": "data:," + "x" * 200_000}})
+        data = json.dumps(doc).encode()
+        (workdir / f"{role}.ign").write_bytes(data)
+        out[role] = data
+    return out
+
+
+def all_vms(si) -> dict[str, vim.VirtualMachine]:
+    view = si.content.viewManager.CreateContainerView(si.content.rootFolder, [vim.VirtualMachine], True)
+    try:
+        return {vm.name: vm for vm in view.view}
+    finally:
+        view.Destroy()
+
+
+def extra(vm) -> dict[str, str]:
+    return {o.key: o.value for o in vm.config.extraConfig}
+
+
+@pytest.fixture
+def sim(vcsim_fresh, monkeypatch):
+    monkeypatch.setenv("VSPHERE_USERNAME", vcsim_fresh.username)
+    monkeypatch.setenv("VSPHERE_PASSWORD", vcsim_fresh.password)
+    si = vcsim_fresh.connect()
+    prepare_template(si)
+    yield vcsim_fresh
+    redact.forget_secrets()
+
+
+def test_provision_configures_vms_then_destroy_removes_exactly_them(sim, tmp_path, caplog, capsys):
+    caplog.set_level(logging.DEBUG)
+    spec = parse_spec(vsphere_spec_data(sim))
+    ignition = write_ignition(tmp_path / "work")
+    si = sim.connect()
+    before = set(all_vms(si))
+
+    result = vsphere.provision(spec, tmp_path / "work")
+
+    assert [v.name for v in result.vms] == ["okd-sim-bootstrap", "okd-sim-master-0", "okd-sim-worker-0"]
+    # The VPX template has an e1000 NIC: reported, not silently replaced.
+    assert any("not vmxnet3" in f and "E1000" in f for f in result.findings)
+    vms = all_vms(si)
+    assert set(vms) - before == {v.name for v in result.vms}
+    for machine in spec.machines():
+        vm = vms[f"okd-sim-{machine.name}"]
+        assert vm.config.hardware.numCPU == machine.vcpu
+        assert vm.config.hardware.memoryMB == machine.memory_mib
+        nic = next(d for d in vm.config.hardware.device if isinstance(d, vim.vm.device.VirtualEthernetCard))
+        assert nic.macAddress == machine.mac and nic.addressType == "manual"
+        assert isinstance(nic.backing, vim.vm.device.VirtualEthernetCard.DistributedVirtualPortBackingInfo)
+        disk = next(d for d in vm.config.hardware.device if isinstance(d, vim.vm.device.VirtualDisk))
+        assert disk.capacityInKB == -(-machine.disk // 2**30) * 2**20
+        cfg = extra(vm)
+        assert cfg["disk.EnableUUID"] == "TRUE" and cfg["stealclock.enable"] == "TRUE"
+        assert cfg[ENCODING_KEY] == "base64" and cfg[CLUSTER_KEY] == "okd-sim"
+        assert cfg[KARGS_KEY] == (f"ip={machine.ip}::198.18.20.1:255.255.255.0:{machine.hostname}:ens192:none "
+                                  "nameserver=198.18.20.2")
+        data = base64.b64decode(cfg[IGNITION_KEY])
+        if machine.role == "bootstrap":
+            pointer = json.loads(data)
+            merge = pointer["ignition"]["config"]["merge"][0]
+            assert merge["verification"]["hash"] == "sha512-" + hashlib.sha512(ignition["bootstrap"]).hexdigest()
+            assert len(data) < 1024
+            # okdbench serves the full file at the pointer's URL, and only that file.
+            with urllib.request.urlopen(merge["source"], timeout=5) as resp:
+                assert resp.read() == ignition["bootstrap"]
+        else:
+            assert data == ignition[machine.role]
+        assert vm.parent.name == "okd-sim" and vm.parent.parent.name == "vm"
+        assert vm.runtime.powerState == vim.VirtualMachine.PowerState.poweredOn
+    assert result.facts["datastore_type"] and result.facts["vcenter_version"]
+    assert set(result.timings) >= {"vsphere.clone", "vsphere.reconfigure", "vsphere.power_on"}
+
+    vsphere.remove_bootstrap(spec)
+    assert "okd-sim-bootstrap" not in all_vms(si)
+    with pytest.raises(OSError):  # the ignition server is gone with the bootstrap VM
+        urllib.request.urlopen(spec.vsphere.ignition_url, timeout=2)
+
+    removed = vsphere.destroy(spec)
+    assert removed == ["/DC0/vm/okd-sim/okd-sim-master-0", "/DC0/vm/okd-sim/okd-sim-worker-0", "/DC0/vm/okd-sim"]
+    assert set(all_vms(si)) == before  # the simulator's own VMs and the template are untouched
+    assert si.content.searchIndex.FindByInventoryPath("DC0/vm/okd-sim") is None
+    assert vsphere.destroy(spec) == []  # idempotent
+
+    # The canary password never surfaces: not in logs, output, the result, or files written.
+    out = capsys.readouterr()
+    written = "".join(p.read_text(errors="replace") for p in tmp_path.rglob("*") if p.is_file())
+    for text in (caplog.text, out.out, out.err, repr(result), json.dumps(asdict(result), default=str), written):
+        assert sim.password not in text
+
+
+def test_second_provision_of_same_cluster_is_refused_and_leaves_first_intact(sim, tmp_path):
+    spec = parse_spec(vsphere_spec_data(sim))
+    write_ignition(tmp_path)
+    vsphere.provision(spec, tmp_path)
+    si = sim.connect()
+    before = {n: vm.runtime.powerState for n, vm in all_vms(si).items()}
+
+    again = parse_spec(vsphere_spec_data(sim, folder="elsewhere"))
+    with pytest.raises(vsphere.UserError) as err:
+        vsphere.provision(again, tmp_path)
+    msg = str(err.value)
+    assert "\n" not in msg
+    assert "okd-sim-bootstrap is already used by /DC0/vm/okd-sim/okd-sim-bootstrap" in msg
+    assert {n: vm.runtime.powerState for n, vm in all_vms(si).items()} == before
+    assert si.content.searchIndex.FindByInventoryPath("DC0/vm/elsewhere") is None
+    vsphere.destroy(spec)
+
+
+def test_destroy_leaves_foreign_vms_and_their_folder(sim, tmp_path):
+    spec = parse_spec(vsphere_spec_data(sim))
+    write_ignition(tmp_path)
+    vsphere.provision(spec, tmp_path)
+    si = sim.connect()
+    # Someone else's VM in the cluster folder, carrying a name okdbench would use.
+    folder = si.content.searchIndex.FindByInventoryPath("DC0/vm/okd-sim")
+    template = si.content.searchIndex.FindByInventoryPath("DC0/vm/okd-template")
+    pool = si.content.searchIndex.FindByInventoryPath("DC0/host/DC0_C0/Resources")
+    task = template.CloneVM_Task(folder=folder, name="okd-sim-worker-1",
+                                 spec=vim.vm.CloneSpec(location=vim.vm.RelocateSpec(pool=pool), powerOn=False))
+    from tests.support.vcsim import wait_task
+    wait_task(task)
+
+    removed = vsphere.destroy(spec)
+    assert "/DC0/vm/okd-sim/okd-sim-worker-1" not in removed and "/DC0/vm/okd-sim" not in removed
+    assert [vm.name for vm in folder.childEntity] == ["okd-sim-worker-1"]
