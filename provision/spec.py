@@ -135,6 +135,7 @@ class KvmPlatform(_Model):
     base_image: str | None = None  # FCOS qcow2 volume name in the pool, or a path
     kernel: str | None = None  # testguest: direct kernel boot
     initrd: str | None = None
+    kernel_args: str | None = None  # testguest: extra kernel arguments, e.g. "okdbench.probes=cpu,fsync okdbench.repeat=3"
     domain_type: Literal["auto", "kvm", "qemu"] = "auto"
     network: KvmNetwork = KvmNetwork()
     tuning: KvmTuning = KvmTuning()

@@ -119,13 +119,16 @@ def kernel_cmdline(spec: "ClusterSpec", machine: "Machine", extra: str | None = 
 
     okdbench.domain lets the guest resolve api.<cluster domain> without relying on the DHCP
     domain option; okdbench.peers lists every guest IP so each pings the next one (a ring).
-    `extra` (e.g. "okdbench.probes=cpu,fsync okdbench.repeat=3") is appended verbatim.
+    spec.kvm.kernel_args, then `extra` (e.g. "okdbench.probes=cpu,fsync okdbench.repeat=3"), are
+    appended verbatim: the demo asks for its probes there.
     """
     peers = ",".join(str(m.ip) for m in spec.machines())
     parts = [BASE_CMDLINE, f"okdbench.domain={spec.cluster_domain}", f"okdbench.name={machine.name}",
              f"okdbench.peers={peers}"]
-    if extra:
-        parts.append(extra.strip())
+    kvm_args = spec.kvm.kernel_args if spec.kvm is not None else None
+    for more in (kvm_args, extra):
+        if more and more.strip():
+            parts.append(more.strip())
     return " ".join(parts)
 
 
