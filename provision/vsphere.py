@@ -25,7 +25,8 @@ from provision.ignition_server import IgnitionServer, plan_server
 from provision.installconfig import render_install_config
 from provision.spec import ClusterSpec
 from provision.vsphere_connect import session
-from provision.vsphere_plan import build_plan, ignition_file, pointer_ignition
+from provision.okd import ignition_paths, installer_dir
+from provision.vsphere_plan import build_plan, pointer_ignition
 from provision.vsphere_vms import create_vms, destroy_cluster, facts, remove_node
 
 log = logging.getLogger("okdbench.vsphere")
@@ -50,17 +51,17 @@ def render(spec: ClusterSpec, out_dir: Path) -> list[Path]:
     install_config.write_text(render_install_config(spec))
     install_config.chmod(0o600)  # holds the pull secret
     plan = out_dir / PLAN_FILE
-    plan.write_text(json.dumps(build_plan(spec, out_dir), indent=2) + "\n")
+    plan.write_text(json.dumps(build_plan(spec, installer_dir(out_dir)), indent=2) + "\n")
     return [install_config, plan]
 
 
 def _read_ignition(workdir: Path, role: str) -> bytes:
-    path = workdir / ignition_file(role)
+    path = ignition_paths(workdir)[role]
     try:
         return path.read_bytes()
     except FileNotFoundError:
-        raise UserError(f"ignition: {path} is missing; run openshift-install create ignition-configs in {workdir} "
-                        "(okdbench provision does)") from None
+        raise UserError(f"ignition: {path} is missing; run openshift-install create ignition-configs --dir "
+                        f"{path.parent} (okdbench provision does)") from None
 
 
 def _bootstrap_pointer(spec: ClusterSpec, full: bytes) -> tuple[bytes, IgnitionServer | None]:
@@ -84,9 +85,13 @@ def provision(spec: ClusterSpec, workdir: Path, *, insecure: bool = False) -> Pr
     _require(spec)
     workdir = Path(workdir)
     roles = sorted({m.role for m in spec.machines()})
-    ignition = {role: _read_ignition(workdir, role) for role in roles}
     server = None
-    if "bootstrap" in ignition:
+    if spec.okd.guest == "testguest":
+        # No OKD: the guest boots from the template as is; nothing to put in guestinfo.
+        ignition: dict[str, bytes | None] = {role: None for role in roles}
+    else:
+        ignition = {role: _read_ignition(workdir, role) for role in roles}
+    if ignition.get("bootstrap") is not None:
         ignition["bootstrap"], server = _bootstrap_pointer(spec, ignition["bootstrap"])
     t0 = time.monotonic()
     try:
@@ -107,7 +112,7 @@ def provision(spec: ClusterSpec, workdir: Path, *, insecure: bool = False) -> Pr
     vms = [ProvisionedVM(name=f"{spec.name}-{m.name}", role=m.role, mac=m.mac, ip=str(m.ip), serial_log=None,
                          ref=by_name[f"{spec.name}-{m.name}"]._moId) for m in spec.machines()]
     timings = dict(created.timings)
-    timings["vsphere.create_vms"] = time.monotonic() - t0
+    timings["provision.vms.duration"] = time.monotonic() - t0
     return ProvisionResult(platform="vsphere", cluster=spec.name, vms=vms, timings=timings, facts=hv,
                            workdir=workdir, findings=list(created.findings))
 

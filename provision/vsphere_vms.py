@@ -138,8 +138,8 @@ def _ensure_folder(si: vim.ServiceInstance, inv: Inventory) -> tuple[vim.Folder,
         raise UserError(f"vsphere.folder: cannot create {inv.paths.folder} ({getattr(exc, 'msg', type(exc).__name__)})") from None
 
 
-def create_vms(si: vim.ServiceInstance, spec: ClusterSpec, ignition: dict[str, bytes]) -> Created:
-    """Clone, configure and power on every node VM. ignition: role -> bytes placed in guestinfo."""
+def create_vms(si: vim.ServiceInstance, spec: ClusterSpec, ignition: dict[str, bytes | None]) -> Created:
+    """Clone, configure and power on every node VM. ignition: role -> bytes for guestinfo (None: no ignition)."""
     plans = vm_plans(spec)
     inv = resolve(si, spec)
     _existing(si, inv, plans)

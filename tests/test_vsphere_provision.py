@@ -60,7 +60,7 @@ def sim(vcsim_fresh, monkeypatch):
 def test_provision_configures_vms_then_destroy_removes_exactly_them(sim, tmp_path, caplog, capsys):
     caplog.set_level(logging.DEBUG)
     spec = parse_spec(vsphere_spec_data(sim))
-    ignition = write_ignition(tmp_path / "work")
+    ignition = write_ignition(tmp_path / "work" / "installer")
     si = sim.connect()
     before = set(all_vms(si))
 
@@ -121,7 +121,7 @@ def test_provision_configures_vms_then_destroy_removes_exactly_them(sim, tmp_pat
 
 def test_second_provision_of_same_cluster_is_refused_and_leaves_first_intact(sim, tmp_path):
     spec = parse_spec(vsphere_spec_data(sim))
-    write_ignition(tmp_path)
+    write_ignition(tmp_path / "installer")
     vsphere.provision(spec, tmp_path)
     si = sim.connect()
     before = {n: vm.runtime.powerState for n, vm in all_vms(si).items()}
@@ -139,7 +139,7 @@ def test_second_provision_of_same_cluster_is_refused_and_leaves_first_intact(sim
 
 def test_destroy_leaves_foreign_vms_and_their_folder(sim, tmp_path):
     spec = parse_spec(vsphere_spec_data(sim))
-    write_ignition(tmp_path)
+    write_ignition(tmp_path / "installer")
     vsphere.provision(spec, tmp_path)
     si = sim.connect()
     # Someone else's VM in the cluster folder, carrying a name okdbench would use.
