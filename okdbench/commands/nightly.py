@@ -30,13 +30,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from okdbench.nightly.config import load_config
-    from okdbench.nightly.runner import preflight, pytest_argv, run_nightly
+    from okdbench.nightly.runner import ROOT, preflight, pytest_argv, run_nightly
     from okdbench.redact import install_log_filter, redact_argv
 
     install_log_filter()
     cfg = load_config(args.config)
     if args.dry_run:
-        preflight(cfg)
+        preflight(cfg, cfg.suites_root or ROOT)
         for p in cfg.platforms:
             if not args.only or p.label in args.only:
                 print(f"{p.label}: " + " ".join(redact_argv(pytest_argv(p, cfg, "<run-id>"))[2:]))

@@ -122,13 +122,16 @@ class NightlyConfig(_Model):
     logs_dir: Path = Path("logs")
     report_name: str = Field("nightly", pattern=r"^[A-Za-z0-9_.-]{1,80}$")
     lock_file: Path | None = None  # default: <results_dir>/.okdbench-nightly.lock
+    # The checkout whose suites/ to run (with its conftest.py); default: this okdbench installation.
+    suites_root: Path | None = None
     baseline: str | None = None  # label; default: the first platform
     candidate: str | None = None  # label; default: the second platform
     costs: Path | None = None
     ack: Path | None = None
     retention: Retention = Retention()
     notify: Notify | None = None
-    platforms: list[PlatformRun] = Field(min_length=1)
+    # A comparison needs two platform runs (baseline, candidate); `--only` runs a subset on a given night.
+    platforms: list[PlatformRun] = Field(min_length=2)
     source: Path | None = Field(None, exclude=True)
 
     @model_validator(mode="after")
@@ -178,6 +181,8 @@ def _format_error(exc: ValidationError) -> str:
     kind = err["type"]
     if kind == "extra_forbidden":
         return f"{path}: unknown field; remove it or check its spelling"
+    if kind == "too_short" and path == "platforms":
+        return "platforms: a nightly compares two platform runs; list a baseline and a candidate (see examples/nightly.yaml)"
     if kind == "missing":
         return f"{path}: required field is missing"
     if re.match(r"^[a-z_]+(\[\d+\])?(\.[a-z_]+)?: ", msg):
@@ -223,6 +228,7 @@ def _resolve(cfg: NightlyConfig, source: Path | None) -> NightlyConfig:
             "reports_dir": r(cfg.reports_dir),
             "logs_dir": r(cfg.logs_dir),
             "lock_file": r(cfg.lock_file),
+            "suites_root": r(cfg.suites_root),
             "costs": r(cfg.costs),
             "ack": r(cfg.ack),
             "platforms": platforms,

@@ -14,6 +14,7 @@ import ctypes
 import json
 import logging
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -141,7 +142,9 @@ def run_platform(p: PlatformRun, cfg: NightlyConfig, run_id: str, root: Path = R
         log.warning("%s: insecure: true — TLS certificates are NOT verified for this platform; recorded in run.json and the report", p.label)
     log.info("%s: running %s", p.label, " ".join(out.command[2:]))
     start = time.monotonic()
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    # The suites import okdbench/results/provision from this installation, wherever suites_root is.
+    pythonpath = os.pathsep.join(x for x in (str(ROOT), os.environ.get("PYTHONPATH", "")) if x)
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": pythonpath}
     try:
         log_file.parent.mkdir(parents=True, exist_ok=True)
         logfh = open(log_file, "w", encoding="utf-8")
@@ -203,9 +206,13 @@ _EXIT_NAMES = {2: "interrupted", 3: "internal error", 4: "usage error", 5: "no t
 
 def _why(lines: list[str]) -> str:
     """The line that explains a failed session: pytest's ERROR line, else the last line."""
-    for line in reversed(lines):
-        if line.startswith(("ERROR:", "E ", "okdbench")) or "Error" in line:
-            return one_line(line, 300)
+    def useful(line: str) -> bool:
+        return not line.startswith(("ERROR: usage:", "  inifile:", "  rootdir:"))
+
+    for pattern in (r"(?i)\berror: ", r"^(E |ERROR|okdbench)|Error\b"):
+        for line in reversed(lines):
+            if useful(line) and re.search(pattern, line):
+                return one_line(line, 300)
     return one_line(lines[-1], 300) if lines else "no output"
 
 
@@ -244,7 +251,7 @@ def _read_back(out: PlatformOutcome) -> None:
 
 def regenerate_report(cfg: NightlyConfig) -> ReportOutcome:
     """The comparison report over every run in results_dir, with trends; the reports helper's code."""
-    from reports.nightly_api import nightly_report  # the `okdbench report` machinery
+    from okdbench.nightly.report import nightly_report
 
     return nightly_report(cfg)
 
@@ -313,6 +320,7 @@ def run_nightly(
     """Run one nightly; returns (exit code, summary). Raises UserError when it cannot start."""
     install_log_filter()
     register_env_secrets()
+    root = cfg.suites_root or root
     preflight(cfg, root)
     platforms = [p for p in cfg.platforms if not only or p.label in only]
     if only:
