@@ -1,0 +1,214 @@
+"""Typed content of a comparison report: what analysis produces and templates/exports consume.
+
+Plain dataclasses, no behaviour beyond small derived values, so the analysis stays pure and
+the template never computes anything that a test could not see.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+Verdict = Literal["better", "worse", "no significant difference", "variance too high", "not enough samples"]
+
+VERDICTS: tuple[str, ...] = (
+    "better",
+    "worse",
+    "no significant difference",
+    "variance too high",
+    "not enough samples",
+)
+
+MIN_RUNS = 3  # below this on either side no verdict is given, however many samples the runs hold
+
+
+@dataclass(frozen=True)
+class Options:
+    """Knobs of the analysis; defaults are what `okdbench report` uses."""
+
+    alpha: float = 0.05
+    cv_limit: float = 0.25  # run-to-run coefficient of variation above which a metric is not trusted
+    regression_threshold: float = 0.05  # trend flag: newest segment worse than the previous by more than this
+    detectable_difference: float = 0.05  # runs-needed: detect this relative difference ...
+    power: float = 0.80  # ... with this power
+    test: Literal["welch", "mannwhitney"] = "welch"
+    bootstrap: int = 2000
+    seed: int = 20240601  # bootstrap reproducibility: the same folders give the same report
+    min_segment: int = 10  # no change point with fewer nights than this on either side
+    ack_tolerance_days: int = 3  # an ack dated up to this many days before a change point still covers it
+
+
+@dataclass
+class Comparison:
+    """Result of comparing the run-level values of one metric between two platforms."""
+
+    n_base: int
+    n_cand: int
+    ratio: float | None  # candidate / baseline (geometric means of run medians), None if not positive
+    ci_low: float | None
+    ci_high: float | None
+    p_value: float | None
+    effect_size: float | None  # Hedges' g on the analysis scale
+    cv_base: float | None
+    cv_cand: float | None
+    runs_needed: int | None  # per platform, to detect Options.detectable_difference at Options.power
+    test: str
+    log_scale: bool
+
+
+@dataclass
+class MetricRow:
+    """One row of the executive summary (and of the CSV/JSON export)."""
+
+    metric: str
+    suite: str
+    unit: str
+    better: str
+    baseline: str
+    candidate: str
+    runs_base: int
+    runs_cand: int
+    samples_base: int
+    samples_cand: int
+    median_base: float | None
+    median_cand: float | None
+    p95_base: float | None
+    p95_cand: float | None
+    cv_base: float | None
+    cv_cand: float | None
+    ratio: float | None
+    ci_low: float | None
+    ci_high: float | None
+    p_value: float | None
+    p_holm: float | None
+    effect_size: float | None
+    test: str
+    verdict: str
+    runs_needed: int | None
+    sentence: str
+
+    @property
+    def change_pct(self) -> float | None:
+        return None if self.ratio is None else (self.ratio - 1.0) * 100.0
+
+
+@dataclass
+class CriterionCell:
+    status: str  # latest run's status on this platform, or "" when never checked
+    detail: str
+    passed: int
+    checked: int  # runs where the criterion was passed/failed/error (skipped does not count)
+    runs: int  # runs that recorded the criterion at all
+
+    @property
+    def pass_rate(self) -> float | None:
+        return None if self.checked == 0 else self.passed / self.checked
+
+
+@dataclass
+class CriterionRow:
+    criterion: str
+    cells: dict[str, CriterionCell]  # platform -> cell
+    fisher_p: float | None  # pass rates differ between baseline and candidate?
+
+
+@dataclass
+class Quantiles:
+    platform: str
+    n_samples: int
+    values: dict[str, float]  # "p50" -> value, ...
+
+
+@dataclass
+class ChangePoint:
+    date: str  # ISO date of the first night of the new segment
+    before: float
+    after: float
+    change_pct: float
+    acknowledged: str | None = None  # the ack's reason when one covers it
+
+
+@dataclass
+class Trend:
+    metric: str
+    platform: str
+    better: str
+    unit: str
+    nights: int
+    change_points: list[ChangePoint]
+    flagged: bool  # newest segment worse than the one before by more than the threshold, not acknowledged
+    message: str
+
+
+@dataclass
+class MetricSection:
+    metric: str
+    unit: str
+    better: str
+    row: MetricRow | None
+    chart: str | None  # data URI
+    quantiles: list[Quantiles]
+    trend_chart: str | None = None
+    trends: list[Trend] = field(default_factory=list)
+
+
+@dataclass
+class InvalidSample:
+    run_id: str
+    platform: str
+    metric: str
+    value: str
+    reason: str
+
+
+@dataclass
+class RunEntry:
+    run_id: str
+    platform: str
+    cluster: str
+    date: str
+    status: str
+    okd_version: str
+    nodes: str
+    hypervisor: str
+    samples: int
+    incomplete: bool
+
+
+@dataclass
+class CostLine:
+    item: str
+    amounts: dict[str, float]  # platform -> amount over the period
+
+
+@dataclass
+class CostTable:
+    currency: str
+    years: int
+    platforms: list[str]
+    lines: list[CostLine]
+    totals: dict[str, float]
+    note: str
+
+
+@dataclass
+class Report:
+    title: str
+    generated: str
+    baseline: str
+    candidate: str
+    platforms: list[str]
+    options: Options
+    summary: list[MetricRow]
+    headlines: list[str]
+    criteria: list[CriterionRow]
+    sections: list[MetricSection]
+    stage_chart: str | None
+    stage_table: list[dict[str, object]]
+    trends: list[Trend]
+    runs: list[RunEntry]
+    invalid: list[InvalidSample]
+    invalid_total: int
+    warnings: list[str]
+    costs: CostTable | None
+    verdict_counts: dict[str, int]
