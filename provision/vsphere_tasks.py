@@ -22,8 +22,16 @@ class TaskFailed(UserError):
 
 
 def fault_text(fault: BaseException | None) -> str:
-    msg = getattr(fault, "msg", None) or getattr(fault, "localizedMessage", None) or type(fault).__name__
-    return redact.redact_text(" ".join(str(msg).split()))
+    """vCenter's reason in one line: the fault type, the property it objects to, its message."""
+    name = type(fault).__name__.rsplit(".", 1)[-1]
+    parts = [name]
+    prop = getattr(fault, "invalidProperty", None)
+    if prop:
+        parts.append(str(prop))
+    msg = getattr(fault, "msg", None) or getattr(fault, "localizedMessage", None)
+    if msg and not str(msg).startswith("*types.") and str(msg) != name:  # govmomi's simulator echoes the Go type
+        parts.append(f"({msg})")
+    return redact.redact_text(" ".join(" ".join(parts).split()))
 
 
 def wait_tasks(tasks: Mapping[str, vim.Task], phase: str, *, timeout: float) -> dict[str, object]:

@@ -154,3 +154,36 @@ def test_destroy_leaves_foreign_vms_and_their_folder(sim, tmp_path):
     removed = vsphere.destroy(spec)
     assert "/DC0/vm/okd-sim/okd-sim-worker-1" not in removed and "/DC0/vm/okd-sim" not in removed
     assert [vm.name for vm in folder.childEntity] == ["okd-sim-worker-1"]
+
+
+def test_failure_after_clone_rolls_back_vms_and_folder(sim, tmp_path, caplog):
+    """A real mid-provision failure: one cluster host left the distributed switch, so attaching the
+    clones' NICs to its portgroup is refused after the clones exist. Everything must be undone."""
+    from tests.support.vcsim import wait_task
+
+    si = sim.connect()
+    dvs = si.content.searchIndex.FindByInventoryPath("DC0/network/DVS0")
+    host = si.content.searchIndex.FindByInventoryPath("DC0/host/DC0_C0/DC0_C0_H2")
+    member = vim.dvs.HostMember.ConfigSpec(operation="remove", host=host)
+    wait_task(dvs.ReconfigureDvs_Task(vim.DistributedVirtualSwitch.ConfigSpec(
+        configVersion=dvs.config.configVersion, host=[member])))
+    # The template sits on a standard portgroup, so its clones are created fine.
+    template = si.content.searchIndex.FindByInventoryPath("DC0/vm/okd-template")
+    nic = next(d for d in template.config.hardware.device if isinstance(d, vim.vm.device.VirtualEthernetCard))
+    nic.backing = vim.vm.device.VirtualEthernetCard.NetworkBackingInfo(deviceName="VM Network")
+    wait_task(template.ReconfigVM_Task(vim.vm.ConfigSpec(deviceChange=[
+        vim.vm.device.VirtualDeviceSpec(operation="edit", device=nic)])))
+    spec = parse_spec(vsphere_spec_data(sim))
+    write_ignition(tmp_path / "installer")
+    before = set(all_vms(si))
+
+    with pytest.raises(vsphere.UserError) as err:
+        vsphere.provision(spec, tmp_path)
+    msg = str(err.value)
+    assert msg.startswith("vsphere reconfigure failed: okd-sim-bootstrap: InvalidArgument ") and "\n" not in msg
+    assert "spec.deviceChange.device.port.switchUuid" in msg
+    assert any("rolling back 3 VM(s) and folder /DC0/vm/okd-sim" in r.message for r in caplog.records)
+    assert set(all_vms(si)) == before
+    assert si.content.searchIndex.FindByInventoryPath("DC0/vm/okd-sim") is None
+    with pytest.raises(OSError):  # the bootstrap ignition server did not outlive the failure
+        urllib.request.urlopen(spec.vsphere.ignition_url, timeout=2)
