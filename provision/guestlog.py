@@ -1,0 +1,132 @@
+"""Read what a test guest reported on its serial console (see provision/testguest/init.sh.j2).
+
+Pure parsing plus one wait loop; no hypervisor calls, so it works the same for a serial log
+written by libvirt, by QEMU directly, or copied from another machine.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+_LINE = re.compile(r"OKDBENCH ([a-z_]+)((?: [^\s=]+(?:=\S*)?)*)\s*$")
+_KV = re.compile(r"([A-Za-z0-9_.]+)=(\S*)")
+
+
+@dataclass
+class GuestReport:
+    """Everything one guest said; `done` is True once it finished its work."""
+
+    boot_uptime_s: float | None = None
+    ignition: dict[str, str] = field(default_factory=dict)
+    nics: list[dict[str, str]] = field(default_factory=list)
+    dhcp: dict[str, str] = field(default_factory=dict)
+    dns: dict[str, str] = field(default_factory=dict)
+    guest: dict[str, str] = field(default_factory=dict)
+    probes: list[tuple[str, dict[str, str]]] = field(default_factory=list)  # (probe name, key=value)
+    errors: list[str] = field(default_factory=list)  # lines reporting error=
+    done: bool = False
+    done_uptime_s: float | None = None
+
+    def probe(self, name: str) -> list[dict[str, str]]:
+        return [kv for n, kv in self.probes if n == name]
+
+
+def parse_line(line: str) -> tuple[str, list[str], dict[str, str]] | None:
+    """'OKDBENCH probe fsync rep=0 p99_ms=1.2' -> ('probe', ['fsync'], {'rep': '0', 'p99_ms': '1.2'}).
+
+    Kernel messages may precede the marker on the same line (the console is shared), so the
+    match starts at 'OKDBENCH ' wherever it is.
+    """
+    idx = line.find("OKDBENCH ")
+    if idx < 0:
+        return None
+    m = _LINE.match(line[idx:].rstrip("\r\n"))
+    if not m:
+        return None
+    words = m.group(2).split()
+    positional = [w for w in words if "=" not in w]
+    kv = dict(_KV.findall(" ".join(w for w in words if "=" in w)))
+    return m.group(1), positional, kv
+
+
+def parse_serial(text: str) -> GuestReport:
+    report = GuestReport()
+    for raw in text.splitlines():
+        parsed = parse_line(raw)
+        if parsed is None:
+            continue
+        kind, words, kv = parsed
+        if "error" in kv:
+            report.errors.append(" ".join([kind, *words, f"error={kv['error']}"]))
+        if kind == "boot" and "uptime" in kv:
+            report.boot_uptime_s = _float(kv["uptime"])
+        elif kind == "guest":
+            report.guest = kv
+        elif kind == "ignition":
+            report.ignition = kv
+        elif kind == "nic":
+            report.nics.append(kv)
+        elif kind == "dhcp":
+            report.dhcp = kv
+        elif kind == "dns":
+            report.dns = kv
+        elif kind == "probe" and words:
+            report.probes.append((words[0], kv))
+        elif kind == "done":
+            report.done = True
+            report.done_uptime_s = _float(kv.get("t", ""))
+    return report
+
+
+def _float(text: str) -> float | None:
+    try:
+        value = float(text)
+    except (TypeError, ValueError):
+        return None
+    return value if math.isfinite(value) else None
+
+
+def read_report(path: Path) -> GuestReport:
+    try:
+        data = Path(path).read_bytes()
+    except FileNotFoundError:
+        return GuestReport()
+    return parse_serial(data.decode("utf-8", errors="replace"))
+
+
+class GuestTimeout(Exception):
+    """Some guests did not print 'OKDBENCH done' in time. str() is one line."""
+
+
+def wait_for_guests(logs: dict[str, Path], timeout_s: float, poll_s: float = 0.5,
+                    progress=None) -> dict[str, GuestReport]:
+    """Poll the serial logs until every guest printed 'OKDBENCH done' (or the timeout passes).
+
+    `progress(done_names, pending_names, elapsed_s)` is called whenever the set of finished guests changes.
+    Returns every report (complete or not); raises GuestTimeout naming the guests still pending.
+    """
+    start = time.monotonic()
+    reports: dict[str, GuestReport] = {}
+    finished: set[str] = set()
+    while True:
+        for name, path in logs.items():
+            if name not in finished:
+                reports[name] = read_report(path)
+                if reports[name].done:
+                    finished.add(name)
+                    if progress:
+                        progress(sorted(finished), sorted(set(logs) - finished), time.monotonic() - start)
+        if len(finished) == len(logs):
+            return reports
+        if time.monotonic() - start > timeout_s:
+            pending = sorted(set(logs) - finished)
+            last = {n: (reports[n].probes[-1][0] if reports[n].probes else "no probe yet") for n in pending}
+            raise GuestTimeout(
+                f"guests {', '.join(pending)} did not finish within {timeout_s:.0f} s "
+                f"(last step: {', '.join(f'{n}: {s}' for n, s in last.items())}); see their serial logs"
+            )
+        time.sleep(poll_s)
