@@ -13,7 +13,10 @@ from okdbench.errors import UserError
 
 log = logging.getLogger("okdbench.vsphere")
 
-POLL_S = 0.2
+# Poll fast at first (the simulator and small clones finish in milliseconds), then back off so a
+# real vCenter is not hammered while a 10-minute clone runs.
+POLL_MIN_S = 0.05
+POLL_MAX_S = 2.0
 PROGRESS_EVERY_S = 10.0
 
 
@@ -35,9 +38,8 @@ def fault_text(fault: BaseException | None) -> str:
 
 
 def wait_tasks(tasks: Mapping[str, vim.Task], phase: str, *, timeout: float) -> dict[str, object]:
-    """Wait for every task; return name -> result. Raises TaskFailed on the first error or the timeout.
-
-    All tasks are left to finish on their own when one fails: the caller rolls back what exists.
+    """Wait for every task; return name -> result. Raises TaskFailed at the timeout (pending tasks are
+    cancelled), or once every task has ended if any failed, so the caller rolls back a settled state.
     """
     started = time.monotonic()
     pending = dict(tasks)
@@ -45,6 +47,7 @@ def wait_tasks(tasks: Mapping[str, vim.Task], phase: str, *, timeout: float) -> 
     errors: list[str] = []
     last_report = started
     total = len(tasks)
+    poll = POLL_MIN_S
     while pending:
         for name, task in list(pending.items()):
             try:
@@ -63,12 +66,18 @@ def wait_tasks(tasks: Mapping[str, vim.Task], phase: str, *, timeout: float) -> 
         if not pending:
             break
         if elapsed > timeout:
+            for task in pending.values():  # best effort: a cancelled clone leaves less to roll back
+                try:
+                    task.CancelTask()
+                except vmodl.MethodFault:
+                    pass
             raise TaskFailed(f"vsphere {phase}: {len(pending)} of {total} tasks still running after {timeout:.0f}s "
                              f"({', '.join(sorted(pending))}); vCenter is overloaded or stuck")
         if time.monotonic() - last_report >= PROGRESS_EVERY_S:
             last_report = time.monotonic()
             log.info("vsphere %s: %d/%d done, %.0fs elapsed", phase, total - len(pending), total, elapsed)
-        time.sleep(POLL_S)
+        time.sleep(poll)
+        poll = min(POLL_MAX_S, poll * 1.5)
     elapsed = time.monotonic() - started
     if errors:
         raise TaskFailed(f"vsphere {phase} failed: {'; '.join(errors)}")
