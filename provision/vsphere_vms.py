@@ -274,6 +274,9 @@ def facts(si: vim.ServiceInstance, spec: ClusterSpec) -> dict:
         out["esxi_versions"] = sorted({f"{h.config.product.version} build {h.config.product.build}"
                                        for h in hosts if h.config})
         out["host_cpu_models"] = sorted({h.summary.hardware.cpuModel for h in hosts if h.summary.hardware})
+        # Singular keys match the KVM facts, so reports can put the platforms side by side.
+        out["esxi_version"] = ", ".join(out["esxi_versions"]) or "unknown"
+        out["host_cpu_model"] = ", ".join(out["host_cpu_models"]) or "unknown"
     ds = find(si, inv_paths.datastore)
     if isinstance(ds, vim.Datastore):
         out["datastore"] = ds.name

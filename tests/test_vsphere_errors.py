@@ -138,4 +138,6 @@ def test_hypervisor_facts(env):
     assert facts["vcenter_product"].startswith("VMware vCenter Server")
     assert facts["esxi_versions"] and all(v.startswith("6.5") for v in facts["esxi_versions"])
     assert facts["host_cpu_models"] == ["Intel(R) Core(TM) i7-3615QM CPU @ 2.30GHz"]
+    assert facts["host_cpu_model"] == "Intel(R) Core(TM) i7-3615QM CPU @ 2.30GHz"
+    assert facts["esxi_version"].startswith("6.5.0 build ")
     assert facts["datastore_type"] == "OTHER" and facts["hosts"] == 3
