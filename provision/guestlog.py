@@ -130,3 +130,31 @@ def wait_for_guests(logs: dict[str, Path], timeout_s: float, poll_s: float = 0.5
                 f"(last step: {', '.join(f'{n}: {s}' for n, s in last.items())}); see their serial logs"
             )
         time.sleep(poll_s)
+
+
+@dataclass
+class Guest:
+    """One test-guest VM: what the spec says it should be, and what it reported."""
+
+    machine: object  # provision.spec.Machine
+    vm: object  # provision.base.ProvisionedVM
+    report: GuestReport
+
+
+def guest_repeat(kernel_args: str | None) -> int:
+    """okdbench.repeat=N from the test guest's extra kernel arguments (1 when absent)."""
+    for word in (kernel_args or "").split():
+        if word.startswith("okdbench.repeat="):
+            try:
+                return max(1, int(word.split("=", 1)[1]))
+            except ValueError:
+                return 1
+    return 1
+
+
+def collect_guests(spec, result, timeout_s: float, progress=None) -> list[Guest]:
+    """Wait for every VM of `result` to finish and pair it with its spec machine (by MAC)."""
+    by_mac = {m.mac: m for m in spec.machines()}
+    logs = {vm.name: Path(vm.serial_log) for vm in result.vms if vm.serial_log is not None}
+    reports = wait_for_guests(logs, timeout_s, progress=progress)
+    return [Guest(machine=by_mac.get(vm.mac), vm=vm, report=reports[vm.name]) for vm in result.vms if vm.name in reports]

@@ -338,4 +338,10 @@ def parse_spec(data: Any, source: Path | None = None) -> ClusterSpec:
         p = getattr(spec, key)
         if p is not None and not p.is_absolute():
             resolved[key] = (base / p.expanduser()).resolve()
+    if spec.kvm is not None:
+        # Test-guest kernel/initrd paths, like the key files, are relative to the spec file.
+        boot = {k: str((base / Path(v).expanduser()).resolve()) for k in ("kernel", "initrd")
+                if (v := getattr(spec.kvm, k)) and not Path(v).expanduser().is_absolute()}
+        if boot:
+            resolved["kvm"] = spec.kvm.model_copy(update=boot)
     return spec.model_copy(update={**resolved, "source": source})

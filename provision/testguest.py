@@ -319,5 +319,12 @@ def build_test_guest(cache_dir: Path) -> TestGuest:
             log.info("test guest: building %s from %s + %s", key, kernel_deb.name, busybox_deb.name)
             _build(kernel_deb, busybox_deb, dest)
             log.info("test guest: built in %.1fs -> %s", time.monotonic() - t0, dest)
+        # A stable name for specs written by hand (examples/demo-*.yaml): <cache>/testguest/current/.
+        current = root / "current"
+        if not current.is_symlink() or os.readlink(current) != key:
+            tmp_link = root / f".current-{os.getpid()}"
+            tmp_link.unlink(missing_ok=True)
+            os.symlink(key, tmp_link)
+            os.replace(tmp_link, current)
         release = (dest / "kernel-release").read_text().strip()
         return TestGuest(kernel=dest / "vmlinuz", initrd=dest / "initrd.img", kernel_release=release, key=key)
