@@ -7,6 +7,7 @@ Reading: any number of run folders, Parquet or JSONL, complete or not, into Data
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
@@ -79,8 +80,24 @@ class _JsonlAppender:
 
     def append(self, obj: dict[str, Any]) -> None:
         line = (json.dumps(obj, sort_keys=True, default=str) + "\n").encode()
-        self._fh.write(line)
-        os.fsync(self._fh.fileno())
+        fd = self._fh.fileno()
+        start = os.lseek(fd, 0, os.SEEK_END)
+        try:
+            view = memoryview(line)
+            while view:
+                # A filling disk accepts part of a line (short write) before it refuses the rest.
+                written = os.write(fd, view)
+                if not written:
+                    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+                view = view[written:]
+            os.fsync(fd)
+        except OSError:
+            # Leave no torn line behind: records after this one (space freed) must stay readable.
+            try:
+                os.ftruncate(fd, start)
+            except OSError:
+                pass
+            raise
 
     def close(self) -> None:
         self._fh.close()
@@ -153,7 +170,13 @@ class RunWriter:
                 status = "incomplete" if status == "complete" else status
             self.info.status = status  # type: ignore[assignment]
             self.info.finished = iso(utcnow())
-            write_run_info(self.dir, self.info)
+            try:
+                write_run_info(self.dir, self.info)
+            except OSError as exc:
+                # run.json keeps its last good content: the run reads as incomplete, records intact.
+                raise ResultsWriteError(
+                    f"{self.dir / RUN_FILE}: cannot write the final status ({exc.strerror}); records written before are intact"
+                ) from None
 
 
 def compact(run_dir: Path) -> None:
