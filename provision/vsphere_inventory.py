@@ -129,6 +129,12 @@ def resolve(si: vim.ServiceInstance, spec: ClusterSpec) -> Inventory:
     if template.runtime.powerState != vim.VirtualMachine.PowerState.poweredOff:
         raise UserError(f"vsphere.template: {p.template} is {template.runtime.powerState}; power it off "
                         "(a clone of a running VM is not a clean template)")
+    if net._moId not in {n._moId for n in cluster.network}:
+        raise UserError(f"vsphere.network: {p.network} is not connected to the hosts of {p.cluster}; "
+                        "pick a network (port group) the cluster's hosts have")
+    if ds._moId not in {d._moId for d in cluster.datastore}:
+        raise UserError(f"vsphere.datastore: {p.datastore} is not mounted on the hosts of {p.cluster}; "
+                        "pick a datastore the cluster's hosts share")
     folder = find(si, p.folder)
     if folder is not None and not isinstance(folder, vim.Folder):
         raise UserError(f"vsphere.folder: {p.folder} is a {type(folder).__name__.rsplit('.', 1)[-1]}, not a VM folder")

@@ -64,6 +64,11 @@ def template_findings(inv: Inventory, plans: list[VmPlan]) -> list[str]:
                        "for comparable network performance")
     if len(nics) > 1:
         out.append(f"vsphere.template: {where} has {len(nics)} NICs; okdbench configures only the first")
+    need = sum(max(p.disk_gib, disks[0].capacityInKB / 2**20) for p in plans) * 2**30
+    free = inv.datastore.summary.freeSpace
+    if free is not None and free < need:
+        out.append(f"vsphere.datastore: {inv.paths.datastore} has {free / 2**30:.0f} GiB free, the cluster's disks "
+                   f"total {need / 2**30:.0f} GiB; thin disks may fit for now but will fill it")
     have_gib = disks[0].capacityInKB / 2**20
     for plan in plans:
         if have_gib > plan.disk_gib:

@@ -141,3 +141,20 @@ def test_hypervisor_facts(env):
     assert facts["host_cpu_model"] == "Intel(R) Core(TM) i7-3615QM CPU @ 2.30GHz"
     assert facts["esxi_version"].startswith("6.5.0 build ")
     assert facts["datastore_type"] == "OTHER" and facts["hosts"] == 3
+
+
+
+def test_network_not_on_the_cluster_hosts(env, workdir):
+    """A port group of a distributed switch none of the cluster's hosts joined: refused before any clone."""
+    from tests.support.vcsim import wait_task
+
+    si = env.connect()
+    if si.content.searchIndex.FindByInventoryPath("DC0/network/pg-unattached") is None:
+        net_folder = si.content.searchIndex.FindByInventoryPath("DC0/network")
+        dvs = wait_task(net_folder.CreateDVS_Task(vim.DistributedVirtualSwitch.CreateSpec(
+            configSpec=vim.DistributedVirtualSwitch.ConfigSpec(name="dvs-unattached"))))
+        wait_task(dvs.AddDVPortgroup_Task([vim.dvs.DistributedVirtualPortgroup.ConfigSpec(
+            name="pg-unattached", type="earlyBinding", numPorts=8)]))
+    msg = provision_error(env, workdir, network="pg-unattached")
+    assert msg == ("vsphere.network: /DC0/network/pg-unattached is not connected to the hosts of /DC0/host/DC0_C0; "
+                   "pick a network (port group) the cluster's hosts have")
