@@ -138,17 +138,25 @@ def test_second_provision_of_same_cluster_is_refused_and_leaves_first_intact(sim
 
 
 def test_destroy_leaves_foreign_vms_and_their_folder(sim, tmp_path):
+    from tests.support.vcsim import wait_task
+
+    si = sim.connect()
+    # An LSI Logic controller in the template: a finding, and the clones keep it (no silent change).
+    template = si.content.searchIndex.FindByInventoryPath("DC0/vm/okd-template")
+    lsi = vim.vm.device.VirtualLsiLogicController(key=-100, busNumber=1, sharedBus="noSharing")
+    wait_task(template.ReconfigVM_Task(vim.vm.ConfigSpec(deviceChange=[
+        vim.vm.device.VirtualDeviceSpec(operation="add", device=lsi)])))
     spec = parse_spec(vsphere_spec_data(sim))
     write_ignition(tmp_path / "installer")
-    vsphere.provision(spec, tmp_path)
-    si = sim.connect()
+    result = vsphere.provision(spec, tmp_path)
+    assert any("VirtualLsiLogicController, not ParaVirtual (pvscsi)" in f for f in result.findings)
+    master = si.content.searchIndex.FindByInventoryPath("DC0/vm/okd-sim/okd-sim-master-0")
+    assert any(isinstance(d, vim.vm.device.VirtualLsiLogicController) for d in master.config.hardware.device)
     # Someone else's VM in the cluster folder, carrying a name okdbench would use.
     folder = si.content.searchIndex.FindByInventoryPath("DC0/vm/okd-sim")
-    template = si.content.searchIndex.FindByInventoryPath("DC0/vm/okd-template")
     pool = si.content.searchIndex.FindByInventoryPath("DC0/host/DC0_C0/Resources")
     task = template.CloneVM_Task(folder=folder, name="okd-sim-worker-1",
                                  spec=vim.vm.CloneSpec(location=vim.vm.RelocateSpec(pool=pool), powerOn=False))
-    from tests.support.vcsim import wait_task
     wait_task(task)
 
     removed = vsphere.destroy(spec)
