@@ -13,7 +13,7 @@ import pandas as pd
 QUANTILES = (0.5, 0.9, 0.95, 0.99)
 
 
-def categorize(samples: pd.DataFrame, columns=("run_id", "platform", "metric")) -> pd.DataFrame:
+def categorize(samples: pd.DataFrame, columns=("run_id", "platform", "metric", "unit", "better", "suite")) -> pd.DataFrame:
     """Grouping keys as categoricals: a million-row groupby on strings is several times slower."""
     out = samples.copy(deep=False)
     for c in columns:

@@ -98,8 +98,10 @@ def build_report(
     warnings += list(runset.warnings)
 
     samples = runset.samples
-    samples = samples[samples["platform"].isin(pair)]
     samples = aggregate.categorize(samples)
+    if set(samples["platform"].cat.categories) - set(pair):
+        samples = samples[samples["platform"].isin(pair)]
+        samples = samples.assign(platform=samples["platform"].cat.remove_unused_categories())
     valid, invalid = validity.split_invalid(samples)
     phase(f"{len(valid)} valid samples, {len(invalid)} invalid")
 
@@ -316,7 +318,7 @@ def _criteria(criteria: pd.DataFrame, runs: list[RunInfo], pair: list[str]) -> l
         return []
     df["order"] = df["run_id"].astype(str).map(lambda r: order.get(r, ("", -1)))
     rows = []
-    for crit, g in df.groupby("criterion", sort=True):
+    for crit, g in df.groupby("criterion", sort=True, observed=True):
         cells = {}
         for p in pair:
             gp = g[g["platform"] == p]
@@ -360,19 +362,20 @@ def _draw_sections(sections, valid, rm, nightly, breaks, colors, pair) -> None:
     values = valid["value"].to_numpy(dtype=float)
     rm_groups = {k: g["median"].to_numpy() for k, g in rm.groupby(["metric", "platform"], sort=False)}
     nightly_groups = {k: g for k, g in nightly.groupby(["metric", "platform"], sort=False)} if len(nightly) else {}
+    jobs: list[tuple[str, tuple]] = []
     for s in sections:
         series = []
         for p in pair:
             idx = sample_idx.get((s.metric, p))
             series.append((p, values[idx] if idx is not None else np.array([]), rm_groups.get((s.metric, p), np.array([]))))
-        s.chart = charts.distribution_chart(s.metric, s.unit, series, colors)
         tseries = []
         for p in pair:
             g = nightly_groups.get((s.metric, p))
             if g is not None and len(g) >= 2:
                 tseries.append((p, list(g["night"]), g["value"].to_numpy(dtype=float), breaks.get((s.metric, p), [])))
-        if tseries:
-            s.trend_chart = charts.trend_chart(s.metric, s.unit, tseries, colors)
+        jobs.append(("metric", (s.metric, s.unit, series, tseries, colors)))
+    for s, uri in zip(sections, charts.render_many(jobs)):
+        s.chart = uri
 
 
 def _stages(rm: pd.DataFrame, attrs: pd.DataFrame, pair: list[str], with_charts: bool):
@@ -405,9 +408,13 @@ def _stages(rm: pd.DataFrame, attrs: pd.DataFrame, pair: list[str], with_charts:
 def _run_nights(runs: list[RunInfo], valid: pd.DataFrame) -> dict[str, str]:
     nights: dict[str, str] = {}
     for r in runs:
-        ts = pd.to_datetime(r.started, utc=True, errors="coerce") if r.started else pd.NaT
-        if pd.notna(ts):
-            nights[r.run_id] = ts.date().isoformat()
+        try:
+            ts = datetime.fromisoformat(str(r.started))
+        except ValueError:
+            continue
+        if ts.tzinfo is not None:
+            ts = ts.astimezone(timezone.utc)
+        nights[r.run_id] = ts.date().isoformat()
     missing = [r.run_id for r in runs if r.run_id not in nights]
     if missing and len(valid):
         first = valid[valid["run_id"].isin(missing)].groupby("run_id", observed=True)["timestamp"].min()

@@ -35,12 +35,34 @@ DPI = 96
 def _data_uri(fig: Figure) -> str:
     FigureCanvasAgg(fig)
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=DPI, bbox_inches="tight")
+    # Fixed margins instead of bbox_inches="tight" (which draws every figure twice), and fast
+    # zlib: charts are a few per metric and a year of data must still render in seconds.
+    fig.savefig(buf, format="png", dpi=DPI, pil_kwargs={"compress_level": 1})
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
 
 def color_for(platforms: Sequence[str]) -> dict[str, str]:
     return {p: PALETTE[i % len(PALETTE)] for i, p in enumerate(platforms)}
+
+
+def _draw_distribution(ax, metric: str, unit: str, series, colors: dict[str, str]) -> None:
+    rng = np.random.default_rng(0)  # jitter only; fixed so reports are reproducible
+    for i, (platform, samples, medians) in enumerate(series):
+        c = colors.get(platform, "#444")
+        if len(samples):
+            ax.bxp(
+                [_box_stats(samples)], positions=[i], vert=False, widths=0.5, showfliers=False,
+                patch_artist=True,
+                boxprops={"facecolor": c + "33", "edgecolor": c},
+                medianprops={"color": c}, whiskerprops={"color": c}, capprops={"color": c},
+            )
+        if len(medians):
+            jitter = rng.uniform(-0.15, 0.15, len(medians))
+            ax.scatter(medians, i + jitter, s=10, color=c, edgecolor="white", linewidth=0.4, zorder=3)
+    ax.set_yticks(range(len(series)), [s[0] for s in series])
+    ax.set_ylim(-0.6, len(series) - 0.4)
+    ax.set_xlabel(f"{metric} ({unit})" if unit else metric)
+    ax.grid(axis="x", color="#ddd", linewidth=0.5)
 
 
 def distribution_chart(
@@ -53,26 +75,24 @@ def distribution_chart(
 
     The dots are the statistical unit; the box shows how noisy samples inside runs were.
     """
+    return metric_chart(metric, unit, series, [], colors)
+
+
+def metric_chart(metric: str, unit: str, series, trend_series, colors: dict[str, str]) -> str:
+    """Distribution (top) and, when there are several nights, the nightly trend (bottom) in one image."""
     with rc_context(STYLE):
-        fig = Figure(figsize=(6.8, 0.55 + 0.55 * len(series)))
-        ax = fig.add_subplot()
-        rng = np.random.default_rng(0)  # jitter only; fixed so reports are reproducible
-        for i, (platform, samples, medians) in enumerate(series):
-            c = colors.get(platform, "#444")
-            if len(samples):
-                ax.bxp(
-                    [_box_stats(samples)], positions=[i], vert=False, widths=0.5, showfliers=False,
-                    patch_artist=True,
-                    boxprops={"facecolor": c + "33", "edgecolor": c},
-                    medianprops={"color": c}, whiskerprops={"color": c}, capprops={"color": c},
-                )
-            if len(medians):
-                jitter = rng.uniform(-0.15, 0.15, len(medians))
-                ax.scatter(medians, i + jitter, s=10, color=c, edgecolor="white", linewidth=0.4, zorder=3)
-        ax.set_yticks(range(len(series)), [s[0] for s in series])
-        ax.set_ylim(-0.6, len(series) - 0.4)
-        ax.set_xlabel(f"{metric} ({unit})" if unit else metric)
-        ax.grid(axis="x", color="#ddd", linewidth=0.5)
+        dist_h = 0.75 + 0.5 * len(series)
+        trend_h = 2.1 if trend_series else 0.0
+        height = dist_h + trend_h
+        fig = Figure(figsize=(6.8, height))
+        if trend_series:
+            ax1, ax2 = fig.subplots(2, 1, gridspec_kw={"height_ratios": [dist_h - 0.6, trend_h - 0.6]})
+            fig.subplots_adjust(left=0.16, right=0.98, top=1 - 0.1 / height, bottom=0.35 / height, hspace=0.9 / (height / 2))
+            _draw_distribution(ax1, metric, unit, series, colors)
+            _draw_trend(ax2, unit, trend_series, colors)
+        else:
+            fig.subplots_adjust(left=0.16, right=0.98, top=1 - 0.1 / height, bottom=0.5 / height)
+            _draw_distribution(fig.add_subplot(), metric, unit, series, colors)
         return _data_uri(fig)
 
 
@@ -84,7 +104,9 @@ def _box_stats(v: np.ndarray) -> dict:
 def stage_chart(stages: Sequence[str], platforms: Sequence[str], seconds: np.ndarray, unit: str) -> str:
     """Stacked horizontal bars: median time per build stage (columns) per platform (rows)."""
     with rc_context(STYLE):
-        fig = Figure(figsize=(6.8, 0.8 + 0.45 * len(platforms)))
+        height = 1.3 + 0.45 * len(platforms)
+        fig = Figure(figsize=(6.8, height))
+        fig.subplots_adjust(left=0.16, right=0.98, top=1 - 0.45 / height, bottom=0.45 / height)
         ax = fig.add_subplot()
         left = np.zeros(len(platforms))
         for j, stage in enumerate(stages):
@@ -95,9 +117,30 @@ def stage_chart(stages: Sequence[str], platforms: Sequence[str], seconds: np.nda
         ax.set_yticks(range(len(platforms)), list(platforms))
         ax.invert_yaxis()
         ax.set_xlabel(f"median per stage ({unit})" if unit else "median per stage")
-        ax.legend(ncols=min(len(stages), 4), loc="upper center", bbox_to_anchor=(0.5, -0.35 - 0.05 * len(platforms)),
-                  frameon=False, fontsize=7)
+        ax.legend(ncols=min(len(stages), 5), loc="lower center", bbox_to_anchor=(0.5, 1.0), frameon=False, fontsize=7)
         return _data_uri(fig)
+
+
+def _draw_trend(ax, unit: str, series, colors: dict[str, str]) -> None:
+    import matplotlib.dates as mdates
+
+    for platform, nights, values, bkps in series:
+        c = colors.get(platform, "#444")
+        x = np.asarray(nights, dtype="datetime64[D]")
+        ax.plot(x, values, color=c, linewidth=0.8, alpha=0.55, marker="." if len(x) < 60 else None,
+                markersize=3, label=platform)
+        edges = [0, *bkps, len(values)]
+        for a, b in zip(edges[:-1], edges[1:]):
+            level = float(np.median(values[a:b]))
+            ax.plot([x[a], x[b - 1]], [level, level], color=c, linewidth=1.8)
+        for b in bkps:
+            ax.axvline(x[b], color=c, linestyle="--", linewidth=0.8)
+    locator = mdates.AutoDateLocator(minticks=3, maxticks=8)
+    ax.xaxis.set_major_locator(locator)
+    ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator, show_offset=False))
+    ax.set_ylabel(f"nightly median ({unit})" if unit else "nightly median")
+    ax.grid(axis="y", color="#ddd", linewidth=0.5)
+    ax.legend(frameon=False, fontsize=7, loc="best")
 
 
 def trend_chart(
@@ -107,24 +150,33 @@ def trend_chart(
     colors: dict[str, str],
 ) -> str:
     """Nightly median per platform, segment levels as steps, change points as dashed lines."""
-    import matplotlib.dates as mdates
-
     with rc_context(STYLE):
         fig = Figure(figsize=(6.8, 2.1))
-        ax = fig.add_subplot()
-        for platform, nights, values, bkps in series:
-            c = colors.get(platform, "#444")
-            x = np.asarray(nights, dtype="datetime64[D]")
-            ax.plot(x, values, color=c, linewidth=0.8, alpha=0.55, marker="." if len(x) < 60 else None,
-                    markersize=3, label=platform)
-            edges = [0, *bkps, len(values)]
-            for a, b in zip(edges[:-1], edges[1:]):
-                level = float(np.median(values[a:b]))
-                ax.plot([x[a], x[b - 1]], [level, level], color=c, linewidth=1.8)
-            for b in bkps:
-                ax.axvline(x[b], color=c, linestyle="--", linewidth=0.8)
-        ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(mdates.AutoDateLocator()))
-        ax.set_ylabel(unit)
-        ax.grid(axis="y", color="#ddd", linewidth=0.5)
-        ax.legend(frameon=False, fontsize=7, loc="best")
+        fig.subplots_adjust(left=0.1, right=0.98, top=0.95, bottom=0.2)
+        _draw_trend(fig.add_subplot(), unit, series, colors)
         return _data_uri(fig)
+
+
+_KINDS = {"metric": metric_chart, "distribution": distribution_chart, "trend": trend_chart, "stages": stage_chart}
+
+
+def _render_job(job: tuple[str, tuple]) -> str:
+    kind, args = job
+    return _KINDS[kind](*args)
+
+
+def render_many(jobs: list[tuple[str, tuple]], parallel_from: int = 16) -> list[str]:
+    """Render chart jobs ("distribution" | "trend" | "stages", args), in worker processes when many.
+
+    Matplotlib draws on one core; a year of 60 metrics is ~120 charts, so forked workers halve
+    the report time on two cores. Fork (not spawn) so workers need not re-import matplotlib.
+    """
+    import multiprocessing as mp
+    import os
+
+    workers = min(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1, 8)
+    if len(jobs) < parallel_from or workers < 2 or "fork" not in mp.get_all_start_methods():
+        return [_render_job(j) for j in jobs]
+    ctx = mp.get_context("fork")
+    with ctx.Pool(workers) as pool:
+        return pool.map(_render_job, jobs, chunksize=max(1, len(jobs) // (workers * 4)))

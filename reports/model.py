@@ -148,7 +148,6 @@ class MetricSection:
     row: MetricRow | None
     chart: str | None  # data URI
     quantiles: list[Quantiles]
-    trend_chart: str | None = None
     trends: list[Trend] = field(default_factory=list)
 
 

@@ -16,7 +16,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import ruptures as rpt
 import yaml
 
 from okdbench.errors import UserError
@@ -97,8 +96,48 @@ def change_points(values: np.ndarray, min_segment: int = 10) -> list[int]:
     # rounding jitter from becoming change points.
     sigma = max(sigma, 1e-9 * scale)
     penalty = 3.0 * sigma**2 * math.log(n)
-    algo = rpt.Binseg(model="l2", min_size=min_segment, jump=1).fit(values.reshape(-1, 1))
-    bkps = algo.predict(pen=penalty)
+    return binseg_l2(values, penalty, min_segment)
+
+
+def binseg_l2(values: np.ndarray, penalty: float, min_size: int) -> list[int]:
+    """ruptures.Binseg(model="l2", jump=1, min_size).predict(pen=penalty), vectorised.
+
+    Same algorithm (split the segment whose best split gains most, while the gain exceeds the
+    penalty), with segment costs from cumulative sums instead of one numpy call per candidate:
+    ~100x faster, which is what lets a year of 120 series fit in the report's time budget.
+    `tests/test_report_trends.py` checks it against ruptures itself.
+    """
+    x = np.asarray(values, dtype=float)
+    x = x - x.mean()  # centring keeps the cumulative sums well conditioned
+    n = len(x)
+    s1 = np.concatenate(([0.0], np.cumsum(x)))
+    s2 = np.concatenate(([0.0], np.cumsum(x * x)))
+
+    def cost(a, b):
+        return (s2[b] - s2[a]) - (s1[b] - s1[a]) ** 2 / (b - a)
+
+    def best_split(a: int, b: int) -> tuple[int | None, float]:
+        cands = np.arange(a + min_size, b - min_size + 1)
+        if len(cands) == 0:
+            return None, 0.0
+        gains = cost(a, b) - cost(a, cands) - cost(cands, b)
+        # ruptures takes max over (gain, bkp): on ties the later breakpoint
+        k = len(gains) - 1 - int(np.argmax(gains[::-1]))
+        return int(cands[k]), float(gains[k])
+
+    bkps = [n]
+    cache: dict[tuple[int, int], tuple[int | None, float]] = {}
+    while True:
+        best: tuple[int | None, float] = (None, -math.inf)
+        for a, b in zip([0, *bkps[:-1]], bkps):
+            if (a, b) not in cache:
+                cache[(a, b)] = best_split(a, b)
+            cand = cache[(a, b)]
+            if cand[0] is not None and cand[1] > best[1]:
+                best = cand
+        if best[0] is None or not best[1] > penalty:
+            break
+        bkps = sorted([*bkps, best[0]])
     return [b for b in bkps if 0 < b < n]
 
 

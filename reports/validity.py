@@ -28,9 +28,8 @@ def split_invalid(samples: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     if samples.empty:
         return samples, samples.assign(reason=pd.Series(dtype="string"))
     value = samples["value"].to_numpy(dtype="float64", na_value=np.nan)
-    unit = samples["unit"].astype("string").fillna("")
-    better = samples["better"].astype("string").fillna("")
-    metric = samples["metric"].astype("string").fillna("")
+    # isin/eq work on categorical codes without materialising a million strings
+    unit, better, metric = samples["unit"], samples["better"], samples["metric"]
 
     reason = np.full(len(samples), "", dtype=object)
     negative = value < 0
@@ -40,7 +39,7 @@ def split_invalid(samples: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     reason[negative & non_negative & ~is_time] = "negative value for a unit that cannot be negative"
     reason[negative & is_time] = "negative duration (clock skew between runner and node?)"
     reason[~better.isin(BETTER_VALUES).to_numpy()] = "`better` is neither 'lower' nor 'higher'"
-    reason[(metric == "").to_numpy()] = "no metric name"
+    reason[(metric.isna() | metric.eq("")).to_numpy(dtype=bool)] = "no metric name"
     reason[~np.isfinite(value)] = "not a finite number (NaN or infinite)"
 
     bad = reason != ""

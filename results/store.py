@@ -318,40 +318,115 @@ def load_run(run_dir: Path) -> tuple[RunInfo, pa.Table, pa.Table, list[str]]:
     return info, samples, criteria, w1 + w2
 
 
-def load_runs(paths: Iterable[Path | str]) -> RunSet:
+def _bulk_parquet(files: list[Path], schema: pa.Schema, categorical: bool = False) -> pa.Table | None:
+    """Many Parquet files in one pyarrow call (several times faster than per file for hundreds of runs).
+
+    Reads the documented columns only. categorical=True reads string columns as dictionaries
+    straight from Parquet. None when any file is unreadable: the caller then reads per folder,
+    which pins the failure on the one corrupt folder.
+    """
+    if len(files) < 2:
+        return None
+    try:
+        import pyarrow.dataset as ds
+
+        fmt: object = "parquet"
+        if categorical:
+            strings = [f.name for f in schema if pa.types.is_string(f.type)]
+            fmt = ds.ParquetFileFormat(read_options=ds.ParquetReadOptions(dictionary_columns=strings))
+            schema = pa.schema(
+                [pa.field(f.name, pa.dictionary(pa.int32(), pa.string())) if f.name in strings else f for f in schema]
+            )
+        return ds.dataset([str(f) for f in files], format=fmt, schema=schema).to_table()
+    except (OSError, ValueError, pa.ArrowException):
+        return None
+
+
+def load_runs(paths: Iterable[Path | str], categorical: bool = False) -> RunSet:
     """Load run folders into DataFrames with the documented dtypes, plus run metadata.
 
     A folder that cannot be read at all is skipped with a warning, never an exception.
+    categorical=True returns the string columns as pandas categoricals (same values, a fraction
+    of the memory and much faster grouping on millions of samples).
     """
     infos: list[RunInfo] = []
     sample_tables: list[pa.Table] = []
     criteria_tables: list[pa.Table] = []
     warnings: list[str] = []
     skipped: list[str] = []
+
+    def skip(run_dir: Path, exc: Exception) -> None:
+        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        skipped.append(f"{run_dir}: {msg}")
+        log.warning("skipped run folder %s: %s", run_dir, msg)
+
+    readable: list[tuple[Path, RunInfo]] = []
     for run_dir in find_run_dirs(paths):
         try:
-            info, s, c, w = load_run(run_dir)
-        except (ValueError, OSError, pa.ArrowException) as exc:
-            msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            skipped.append(f"{run_dir}: {msg}")
-            log.warning("skipped run folder %s: %s", run_dir, msg)
+            readable.append((run_dir, read_run_info(run_dir)))
+        except FileNotFoundError:
+            skip(run_dir, ValueError(f"{run_dir}: no run.json"))
+        except (ValueError, OSError) as exc:
+            skip(run_dir, exc)
+    # Fast path: compacted runs whose both Parquet files read in one call each.
+    compacted = [
+        d for d, _ in readable if (d / SAMPLES_PARQUET).exists() and (d / CRITERIA_PARQUET).exists()
+    ]
+    bulk_s = _bulk_parquet([d / SAMPLES_PARQUET for d in compacted], SAMPLES_SCHEMA, categorical)
+    bulk_c = (
+        _bulk_parquet([d / CRITERIA_PARQUET for d in compacted], CRITERIA_SCHEMA, categorical)
+        if bulk_s is not None
+        else None
+    )
+    in_bulk = set(compacted) if bulk_s is not None and bulk_c is not None else set()
+    if in_bulk:
+        sample_tables.append(bulk_s)
+        criteria_tables.append(bulk_c)
+    for run_dir, info in readable:
+        if run_dir in in_bulk:
+            infos.append(info)
             continue
-        for msg in w:
+        try:
+            s, w1 = _read_records(run_dir, SAMPLES_PARQUET, SAMPLES_JSONL, SAMPLES_SCHEMA)
+            c, w2 = _read_records(run_dir, CRITERIA_PARQUET, CRITERIA_JSONL, CRITERIA_SCHEMA)
+        except (ValueError, OSError, pa.ArrowException) as exc:
+            skip(run_dir, exc)
+            continue
+        for msg in w1 + w2:
             log.warning("%s", msg)
-        warnings.extend(w)
+        warnings.extend(w1 + w2)
         infos.append(info)
         sample_tables.append(s)
         criteria_tables.append(c)
-    samples = _concat(sample_tables, SAMPLES_SCHEMA)
-    criteria = _concat(criteria_tables, CRITERIA_SCHEMA)
+    samples = _concat(sample_tables, SAMPLES_SCHEMA, categorical)
+    criteria = _concat(criteria_tables, CRITERIA_SCHEMA, categorical)
     return RunSet(samples=samples, criteria=criteria, runs=infos, warnings=warnings, skipped=skipped)
 
 
-def _concat(tables: list[pa.Table], schema: pa.Schema) -> pd.DataFrame:
+def _concat(tables: list[pa.Table], schema: pa.Schema, categorical: bool = False) -> pd.DataFrame:
     if not tables:
         return _to_frame(schema.empty_table(), schema)
+    if categorical:
+        import pyarrow.compute as pc
+
+        # Per-folder tables read as plain strings: encode them like the bulk table.
+        tables = [_dictionary_strings(t, schema, pc) for t in tables]
     table = pa.concat_tables(tables, promote_options="permissive")
+    if categorical:
+        df = table.to_pandas()
+        if "repetition" in df:
+            df["repetition"] = df["repetition"].fillna(0).astype("int64")
+        if "value" in df:
+            df["value"] = df["value"].astype("float64")
+        return df
     return _to_frame(table, schema)
+
+
+def _dictionary_strings(table: pa.Table, schema: pa.Schema, pc) -> pa.Table:
+    for i, f in enumerate(table.schema):
+        if f.name in schema.names and pa.types.is_string(f.type):
+            table = table.set_column(i, f.name, pc.dictionary_encode(table.column(i)))
+    return table
 
 
 def run_json_path(run_dir: Path) -> Path:

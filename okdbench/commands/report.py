@@ -78,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
     acks = trends.load_acks(args.ack) if args.ack else []
 
     t0 = time.perf_counter()
-    runset = load_runs(args.results)
+    runset = load_runs(args.results, categorical=True)
     log.info("report: read %d runs, %d samples (%.1f s)", len(runset.runs), len(runset.samples), time.perf_counter() - t0)
     opts = Options(cv_limit=args.cv_limit, regression_threshold=args.regression_threshold, test=args.test)
     report = analysis.build_report(

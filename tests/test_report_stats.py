@@ -1,0 +1,216 @@
+"""Statistics on run medians: calibrated under A/A, powerful under a real shift, honest about n.
+
+Simulated data has run-to-run variation (5 %, log scale) on top of within-run noise (2 %),
+which is what makes sample pooling lie. Seeds are fixed so the tests are reproducible.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats as sps
+
+from reports import stats
+from reports.analysis import build_report
+from reports.model import Options
+from results.store import RunSet
+from results.schema import RunInfo
+
+OPTS = Options()
+
+
+def run_medians(rng, n_runs: int, level: float, samples: int = 10, run_sd: float = 0.05, sample_sd: float = 0.02):
+    run_effect = rng.normal(0.0, run_sd, n_runs)
+    values = level * np.exp(run_effect[:, None] + rng.normal(0.0, sample_sd, (n_runs, samples)))
+    return np.median(values, axis=1), values
+
+
+def decide(base, cand, better="lower", opts=OPTS, rng=None):
+    c = stats.compare_runs(base, cand, opts, rng)
+    return c, stats.verdict(c, c.p_value, better, opts)
+
+
+def test_aa_with_run_effects_rarely_calls_a_difference():
+    rng = np.random.default_rng(20240601)
+    called = 0
+    for _ in range(200):
+        base, _ = run_medians(rng, 4, 100.0)
+        cand, _ = run_medians(rng, 4, 100.0)
+        _, v = decide(base, cand, rng=rng)
+        called += v in ("better", "worse")
+    assert called / 200 <= 0.07
+
+
+def test_pooled_samples_would_have_lied_on_the_same_data():
+    # Why the run is the unit: the same A/A data, pooled, calls differences far too often.
+    rng = np.random.default_rng(7)
+    pooled_calls = 0
+    for _ in range(100):
+        _, sb = run_medians(rng, 4, 100.0)
+        _, sc = run_medians(rng, 4, 100.0)
+        pooled_calls += sps.mannwhitneyu(sb.ravel(), sc.ravel()).pvalue < 0.05
+    assert pooled_calls / 100 > 0.3
+
+
+def test_one_run_per_side_is_never_enough_however_many_samples():
+    rng = np.random.default_rng(3)
+    for shift in (1.0, 1.5, 3.0):
+        for _ in range(50):
+            base, _ = run_medians(rng, 1, 100.0, samples=500)
+            cand, _ = run_medians(rng, 1, 100.0 * shift, samples=500)
+            _, v = decide(base, cand, rng=rng)
+            assert v == "not enough samples"
+
+
+def test_two_runs_on_one_side_is_not_enough_either():
+    rng = np.random.default_rng(4)
+    base, _ = run_medians(rng, 2, 100.0)
+    cand, _ = run_medians(rng, 8, 200.0)
+    _, v = decide(base, cand, rng=rng)
+    assert v == "not enough samples"
+
+
+def test_twenty_percent_shift_is_detected_and_ci_covers_truth():
+    rng = np.random.default_rng(11)
+    detected = covered = 0
+    n = 200
+    for _ in range(n):
+        base, _ = run_medians(rng, 4, 100.0)
+        cand, _ = run_medians(rng, 4, 120.0)
+        c, v = decide(base, cand, rng=rng)
+        detected += v == "worse"
+        covered += c.ci_low <= 1.2 <= c.ci_high
+    assert detected / n >= 0.90
+    assert covered / n >= 0.90
+
+
+def test_mann_whitney_option_is_calibrated_and_detects_shift():
+    opts = Options(test="mannwhitney")
+    rng = np.random.default_rng(12)
+    aa = sum(decide(run_medians(rng, 6, 100)[0], run_medians(rng, 6, 100)[0], opts=opts, rng=rng)[1] in ("better", "worse")
+             for _ in range(100))
+    shift = sum(decide(run_medians(rng, 6, 100)[0], run_medians(rng, 6, 120)[0], opts=opts, rng=rng)[1] == "worse"
+                for _ in range(100))
+    assert aa <= 8
+    assert shift >= 90
+    c, _ = decide(run_medians(rng, 6, 100)[0], run_medians(rng, 6, 100)[0], opts=opts, rng=rng)
+    assert c.test == "Mann-Whitney U"
+
+
+@pytest.mark.parametrize(
+    "better,factor,expected",
+    [("higher", 0.7, "worse"), ("higher", 1.3, "better"), ("lower", 0.7, "better"), ("lower", 1.3, "worse")],
+)
+def test_direction_follows_the_metrics_better(better, factor, expected):
+    rng = np.random.default_rng(5)
+    base, _ = run_medians(rng, 5, 800.0)
+    cand, _ = run_medians(rng, 5, 800.0 * factor)
+    c, v = decide(base, cand, better=better, rng=rng)
+    assert v == expected
+    assert (c.ratio < 1) == (factor < 1)
+
+
+def test_variance_too_high_when_runs_scatter_beyond_the_limit():
+    rng = np.random.default_rng(6)
+    base, _ = run_medians(rng, 5, 100.0, run_sd=0.4)
+    cand, _ = run_medians(rng, 5, 100.0)
+    c, v = decide(base, cand, rng=rng)
+    assert c.cv_base > OPTS.cv_limit
+    assert v == "variance too high"
+    assert c.runs_needed is not None and c.runs_needed > 5
+
+
+def test_runs_needed_matches_the_textbook_power_calculation():
+    # 5 % run-to-run sd on the log scale, 5 % difference: n ≈ 2(1.96+0.84)²σ²/δ² ≈ 17 (+1 for t).
+    sd = 0.05
+    n = stats.runs_needed(sd, math.log1p(0.05), 0.05, 0.80)
+    assert 16 <= n <= 19
+    # scipy's noncentral t confirms the power at that n
+    d = math.log1p(0.05) / sd
+    df = 2 * n - 2
+    nc = d * math.sqrt(n / 2)
+    power = sps.nct.sf(sps.t.ppf(0.975, df), df, nc)
+    assert power >= 0.80
+    assert stats.runs_needed(0.0, 0.05, 0.05, 0.8) == 3
+
+
+def test_holm_step_down():
+    adj = stats.holm([0.01, 0.04, None, 0.03, 0.5])
+    assert adj[2] is None
+    # sorted: 0.01*4=0.04, 0.03*3=0.09, 0.04*2=0.08 -> monotone 0.09, 0.5*1 -> 0.5
+    assert adj == pytest.approx([0.04, 0.09, None, 0.09, 0.5])
+
+
+def test_fisher_exact_on_pass_rates():
+    assert stats.fisher_pass_rates(10, 10, 0, 10) < 0.001
+    assert stats.fisher_pass_rates(9, 10, 8, 10) == pytest.approx(1.0)
+    assert stats.fisher_pass_rates(1, 1, 0, 0) is None
+
+
+def test_identical_runs_do_not_divide_by_zero():
+    c, v = decide([10.0, 10.0, 10.0], [10.0, 10.0, 10.0])
+    assert v == "no significant difference"
+    assert c.ratio == 1.0 and c.ci_low == 1.0 and c.ci_high == 1.0
+    c, v = decide([10.0, 10.0, 10.0], [12.0, 12.0, 12.0])
+    assert v == "worse"
+
+
+def test_zero_and_negative_capable_metrics_fall_back_to_differences():
+    c, _ = decide([0.0, 1.0, 2.0, 1.0], [5.0, 6.0, 7.0, 6.0])
+    assert not c.log_scale
+    assert c.ratio == pytest.approx(6.0)
+
+
+def _runset(frames: dict[str, list[np.ndarray]], metric="build.duration", better="lower") -> RunSet:
+    """A RunSet straight from arrays: platform -> one array of sample values per run."""
+    rows, runs = [], []
+    for platform, per_run in frames.items():
+        for i, values in enumerate(per_run):
+            run_id = f"{platform}-{i}"
+            runs.append(RunInfo(run_id=run_id, platform=platform, cluster="c", started=f"2024-01-{i + 1:02d}T01:00:00Z",
+                                status="complete"))
+            for k, v in enumerate(values):
+                rows.append({"run_id": run_id, "platform": platform, "cluster": "c", "suite": "builds",
+                             "metric": metric, "value": float(v), "unit": "s", "better": better, "repetition": k,
+                             "timestamp": pd.Timestamp("2024-01-01", tz="UTC"), "labels": "{}"})
+    samples = pd.DataFrame(rows)
+    criteria = pd.DataFrame(columns=["run_id", "platform", "criterion", "status", "detail", "duration_s"])
+    return RunSet(samples=samples, criteria=criteria, runs=runs)
+
+
+def test_report_says_not_enough_samples_plainly_with_runs_still_needed():
+    rng = np.random.default_rng(8)
+    rs = _runset({"vsphere": [rng.normal(100, 2, 400)], "kvm": [rng.normal(130, 2, 400) for _ in range(4)]})
+    report = build_report(rs, opts=OPTS, with_charts=False)
+    (row,) = report.summary
+    assert report.baseline == "vsphere" and report.candidate == "kvm"
+    assert row.verdict == "not enough samples"
+    assert "vsphere has 1 run, needs 2 more" in row.sentence
+    assert row.samples_base == 400
+
+
+def test_report_sentence_for_a_decided_metric():
+    rng = np.random.default_rng(9)
+    base = [100 * math.exp(rng.normal(0, 0.03)) * np.exp(rng.normal(0, 0.02, 40)) for _ in range(4)]
+    cand = [112 * math.exp(rng.normal(0, 0.03)) * np.exp(rng.normal(0, 0.02, 40)) for _ in range(4)]
+    report = build_report(_runset({"vsphere": base, "kvm": cand}), with_charts=False)
+    (row,) = report.summary
+    assert row.verdict == "worse"
+    assert row.sentence.startswith("build.duration on kvm takes ")
+    assert "longer than on vsphere (95 % CI" in row.sentence
+    assert "4 runs per platform, ~40 samples per run" in row.sentence
+    assert report.headlines == [row.sentence]
+
+
+def test_inconclusive_metric_states_runs_needed():
+    rng = np.random.default_rng(10)
+    base = [100 * math.exp(rng.normal(0, 0.08)) * np.exp(rng.normal(0, 0.02, 10)) for _ in range(3)]
+    cand = [100 * math.exp(rng.normal(0, 0.08)) * np.exp(rng.normal(0, 0.02, 10)) for _ in range(3)]
+    report = build_report(_runset({"vsphere": base, "kvm": cand}), with_charts=False)
+    (row,) = report.summary
+    assert row.verdict == "no significant difference"
+    assert row.runs_needed and row.runs_needed > 3
+    assert f"about {row.runs_needed} runs per platform are needed" in row.sentence
