@@ -20,7 +20,7 @@ from okdbench.errors import UserError
 from provision.spec import ClusterSpec
 from provision.vsphere_inventory import Inventory, entity_path, find, paths, resolve, vms_named
 from provision.vsphere_plan import CLUSTER_KEY, NODE_KEY, VmPlan, extra_config, vm_plans
-from provision.vsphere_tasks import TaskFailed, wait_tasks
+from provision.vsphere_tasks import wait_tasks
 
 log = logging.getLogger("okdbench.vsphere")
 

@@ -7,7 +7,6 @@ import json
 import logging
 import shutil
 import sys
-import textwrap
 import urllib.request
 
 import pytest
