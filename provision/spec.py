@@ -7,6 +7,7 @@ Secrets are never inline: the spec names files or environment variables that hol
 from __future__ import annotations
 
 import hashlib
+import itertools
 import ipaddress
 import re
 from pathlib import Path
@@ -197,6 +198,7 @@ class ClusterSpec(_Model):
                 raise ValueError(f"nodes: role {role!r} appears twice; list each role once with a count")
         if self.okd.guest == "fcos" and not any(g.role == "master" and g.count > 0 for g in self.nodes):
             raise ValueError("nodes: no master; an OKD cluster needs 1 or 3 masters")
+        self.machines()  # addresses and MACs must be derivable: fail at load, not mid-provisioning
         return self
 
     # ------------------------------------------------------------------ derived
@@ -215,11 +217,15 @@ class ClusterSpec(_Model):
     def machines(self) -> list["Machine"]:
         """Every node VM, in a stable order, with its derived MAC and IP."""
         out: list[Machine] = []
-        hosts = list(self.network.machine_cidr.hosts())
+        cidr = self.network.machine_cidr
+        # Lazily: listing every host of a /8 would take seconds and gigabytes.
+        first_host = next(iter(cidr.hosts()), cidr.network_address)
         taken = {ip for ip in (self.network.api_vip, self.network.ingress_vip, self.network.lb_address, self.network.gateway) if ip}
         # Default gateway / libvirt host side is the first host address.
-        taken.add(hosts[0])
-        next_free = iter(ip for ip in hosts[9:] if ip not in taken)
+        taken.add(first_host)
+        # Addresses given explicitly to one group must not be handed out to another.
+        taken.update(ip for g in self.nodes for ip in (g.ips or [])[: g.count])
+        next_free = (ip for ip in itertools.islice(cidr.hosts(), 9, None) if ip not in taken)
         used_macs: set[str] = set()
         for g in sorted(self.nodes, key=lambda g: ("bootstrap", "master", "worker").index(g.role)):
             for i in range(g.count):
@@ -227,11 +233,20 @@ class ClusterSpec(_Model):
                 if g.ips and i < len(g.ips):
                     ip = g.ips[i]
                 else:
-                    ip = next(next_free)
+                    ip = next(next_free, None)
+                    if ip is None:
+                        total = sum(x.count for x in self.nodes)
+                        raise SpecError(f"network.machine_cidr: {cidr} has no free address for {name} ({total} nodes; "
+                                        "nodes get addresses from the 10th host on); use a larger network, e.g. a /24")
                 mac = derive_mac(self.name, name, self.platform, g.mac_prefix, used_macs)
                 used_macs.add(mac)
                 out.append(Machine(name=name, role=g.role, index=i, vcpu=g.vcpu, memory=g.memory, disk=g.disk, mac=mac, ip=ip,
                                    hostname=f"{name}.{self.cluster_domain}"))
+        seen: dict[Any, str] = {}
+        for m in out:
+            if m.ip in seen:
+                raise SpecError(f"nodes: address {m.ip} is given to both {seen[m.ip]} and {m.name}; give each node its own ip")
+            seen[m.ip] = m.name
         return out
 
 
