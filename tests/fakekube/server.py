@@ -81,6 +81,8 @@ class ApiHTTPServer(ThreadingHTTPServer):
 
     def get_request(self):
         sock, addr = super().get_request()
+        # Headers and body go out in separate writes: without NODELAY, Nagle + delayed ACK add 40 ms.
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         # Handshake in the handler thread: a slow client must not stall accept().
         return self.ssl_context.wrap_socket(sock, server_side=True, do_handshake_on_connect=False), addr
 

@@ -1,0 +1,194 @@
+"""Suite-level options and fixtures: the API client, the test namespace, workload settings, evidence.
+
+The run-level machinery (options --platform/--kubeconfig/--repeat/--soak…, `record`, `criterion`,
+`cluster`) is the okdbench plugin's; this file only adds what the suites themselves need.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import secrets
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import pytest
+
+from suites import mustgather
+from suites.kube import NOT_OPENSHIFT, Kube, KubeError, path_for
+from suites.workloads import render, resolve_images
+
+log = logging.getLogger("okdbench.suites")
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    g = parser.getgroup("okdbench-suites", "okdbench suites: workloads")
+    g.addoption("--image", action="append", default=[], metavar="NAME=REF",
+                help="workload image override (repeatable), e.g. fio=mirror.example.com/etcd-perf:latest; "
+                     "also OKDBENCH_IMAGE_<NAME>; defaults in suites/workloads/images.yaml")
+    g.addoption("--builds", type=int, default=3, help="builds per strategy per repetition (default 3)")
+    g.addoption("--pods", type=int, default=20, help="pods created by pod-startup per repetition (default 20)")
+    g.addoption("--api-calls", type=int, default=100, help="calls per operation for the api benchmark (default 100)")
+    g.addoption("--ingress-address", metavar="HOST[:PORT]",
+                help="connect to routes (*.apps) at this address instead of resolving their host name "
+                     "(TLS is still verified against the route's host name)")
+    g.addoption("--must-gather", choices=mustgather.MODES, default="inspect",
+                help="evidence for a failed criterion when `oc` is on PATH: oc adm inspect of the failing objects "
+                     "(default), a full must-gather, or off")
+    g.addoption("--workload-timeout", type=float, default=900.0, help="seconds a build, job or pod may take (default 900)")
+    g.addoption("--wait-ready", type=float, default=300.0,
+                help="seconds nodes-ready waits for nodes still turning Ready (default 300)")
+
+
+@dataclass(frozen=True)
+class SuiteOptions:
+    images: dict[str, str]
+    builds: int
+    pods: int
+    api_calls: int
+    ingress_address: str | None
+    must_gather: str
+    workload_timeout: float
+    wait_ready: float
+
+
+def _positive(name: str, value: float) -> float:
+    if value <= 0:
+        raise pytest.UsageError(f"--{name}: {value} is not allowed; use a positive number")
+    return value
+
+
+@pytest.fixture(scope="session")
+def suite_options(request: pytest.FixtureRequest) -> SuiteOptions:
+    opt = request.config.getoption
+    try:
+        images = resolve_images(opt("image"))
+    except ValueError as exc:
+        raise pytest.UsageError(str(exc)) from None
+    address = opt("ingress_address")
+    if address and not re.fullmatch(r"[A-Za-z0-9.\-]+(:\d{1,5})?|\[[0-9a-fA-F:]+\](:\d{1,5})?", address):
+        raise pytest.UsageError(f"--ingress-address: {address!r} is not HOST[:PORT]; e.g. 198.18.0.7:443")
+    return SuiteOptions(
+        images=images,
+        builds=int(_positive("builds", opt("builds"))),
+        pods=int(_positive("pods", opt("pods"))),
+        api_calls=int(_positive("api-calls", opt("api_calls"))),
+        ingress_address=address,
+        must_gather=opt("must_gather"),
+        workload_timeout=_positive("workload-timeout", opt("workload_timeout")),
+        wait_ready=_positive("wait-ready", opt("wait_ready")),
+    )
+
+
+# ---------------------------------------------------------------- cluster access
+
+
+def _quantity_mib(q: str | None) -> int | None:
+    if not q:
+        return None
+    m = re.fullmatch(r"(\d+(?:\.\d+)?)([KMGT]i?|[kmgt]|)", str(q))
+    if not m:
+        return None
+    mult = {"": 1, "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "k": 1e3, "K": 1e3, "M": 1e6, "G": 1e9, "T": 1e12}
+    return int(float(m.group(1)) * mult.get(m.group(2), 1) / 2**20)
+
+
+def node_role(node: dict) -> str:
+    labels = (node.get("metadata") or {}).get("labels") or {}
+    roles = sorted(k.split("/", 1)[1] for k in labels if k.startswith("node-role.kubernetes.io/"))
+    if "master" in roles or "control-plane" in roles:
+        return "master"
+    return "worker" if "worker" in roles or not roles else roles[0]
+
+
+def _describe_cluster(kube: Kube, run_writer: Any) -> None:
+    """Versions and the node inventory in run.json (the spec's inventory wins when there is one)."""
+    changes: dict[str, Any] = {}
+    try:
+        changes["kubernetes_version"] = kube.version().get("gitVersion")
+        if kube.is_openshift():
+            cv = kube.get_or_none(path_for("config.openshift.io/v1", "clusterversions", name="version")) or {}
+            changes["okd_version"] = ((cv.get("status") or {}).get("desired") or {}).get("version")
+        if not run_writer.info.nodes:
+            from results.schema import NodeGroupInfo
+
+            groups: dict[str, list[dict]] = {}
+            for n in kube.list(path_for("v1", "nodes")):
+                groups.setdefault(node_role(n), []).append(n)
+            changes["nodes"] = [
+                NodeGroupInfo(role=role, count=len(ns),
+                              vcpu=int(float(str((ns[0].get("status") or {}).get("capacity", {}).get("cpu", "0")).rstrip("m") or 0)) or None,
+                              memory_mib=_quantity_mib((ns[0].get("status") or {}).get("capacity", {}).get("memory")),
+                              disk_gib=(_quantity_mib((ns[0].get("status") or {}).get("capacity", {}).get("ephemeral-storage")) or 0) // 1024 or None)
+                for role, ns in sorted(groups.items())
+            ]
+    except KubeError as exc:
+        log.warning("could not describe the cluster for run.json: %s", exc)
+        return
+    run_writer.update_info(**{k: v for k, v in changes.items() if v is not None})
+
+
+@pytest.fixture(scope="session")
+def kube(cluster: Any, okdbench_config: Any, run_writer: Any) -> Kube:
+    """The API client for the cluster under test (TLS verified unless --insecure)."""
+    try:
+        k = Kube(cluster.kubeconfig, insecure=okdbench_config.insecure)
+        k.groups()
+    except KubeError as exc:
+        pytest.fail(f"cannot reach the cluster: {exc}", pytrace=False)
+    _describe_cluster(k, run_writer)
+    return k
+
+
+@pytest.fixture(scope="session")
+def openshift(kube: Kube) -> Kube:
+    """The same client, for tests that need OpenShift/OKD APIs; skips on plain Kubernetes."""
+    if not kube.is_openshift():
+        pytest.skip(NOT_OPENSHIFT)
+    return kube
+
+
+@pytest.fixture(scope="session")
+def namespace(kube: Kube, okdbench_config: Any) -> str:
+    """A namespace for this run's workloads, deleted (with everything in it) at the end."""
+    name = f"okdbench-{secrets.token_hex(3)}"
+    try:
+        kube.create(path_for("v1", "namespaces"), render("namespace", name=name, run_id=okdbench_config.run_id))
+    except KubeError as exc:
+        pytest.fail(f"cannot create test namespace {name}: {exc}", pytrace=False)
+    log.info("test namespace %s", name)
+    yield name
+    try:
+        kube.delete(path_for("v1", "namespaces", name=name))
+    except KubeError as exc:
+        log.warning("could not delete test namespace %s: %s", name, exc)
+
+
+# ---------------------------------------------------------------- evidence on failure
+
+
+Fail = Callable[..., None]
+
+
+@pytest.fixture
+def fail_with_evidence(cluster: Any, okdbench_config: Any, run_writer: Any, suite_options: SuiteOptions,
+                       request: pytest.FixtureRequest) -> Fail:
+    """fail_with_evidence(reason, objects=[...]): collect oc adm inspect/must-gather, then fail the
+    criterion with the reason and where the evidence went (one line)."""
+    marker = request.node.get_closest_marker("criterion")
+    criterion = marker.args[0] if marker and marker.args else request.node.name
+
+    def fail(reason: str, objects: list[str] | None = None) -> None:
+        where = None
+        if cluster.kubeconfig is not None:
+            where = mustgather.collect(Path(cluster.kubeconfig), run_writer.dir, criterion, list(objects or []),
+                                       mode=suite_options.must_gather, insecure=okdbench_config.insecure)
+        pytest.fail(f"{reason}; must-gather: {where}" if where else reason, pytrace=False)
+
+    return fail
+
+
+def elapsed_since(start: float) -> float:
+    return time.monotonic() - start

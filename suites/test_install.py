@@ -1,0 +1,45 @@
+"""install: the cluster version is Available, not Progressing or Failing, and its last update Completed."""
+
+from __future__ import annotations
+
+import pytest
+
+from suites.kube import condition, path_for
+
+
+def _cond(cv: dict, type_: str) -> str:
+    c = condition(cv, type_)
+    return c.get("status", "Unknown") if c else "Unknown"
+
+
+def _why(cv: dict, type_: str) -> str:
+    c = condition(cv, type_) or {}
+    msg = c.get("message") or c.get("reason") or ""
+    return f" ({msg[:160]})" if msg else ""
+
+
+@pytest.mark.criterion("install")
+def test_install(openshift, cluster, record, note, fail_with_evidence):
+    cv = openshift.get_or_none(path_for("config.openshift.io/v1", "clusterversions", name="version"))
+    if cv is None:
+        fail_with_evidence("ClusterVersion 'version' not found: the installer did not finish", ["clusterversions"])
+    status = cv.get("status") or {}
+    desired = (status.get("desired") or {}).get("version", "?")
+    note(f"version {desired}")
+    if cluster.provisioned:
+        for phase, seconds in sorted(cluster.timings.items()):
+            record(f"install.{phase}", seconds, "s", phase=phase)
+    problems = []
+    if _cond(cv, "Available") != "True":
+        problems.append(f"Available={_cond(cv, 'Available')}{_why(cv, 'Available')}")
+    if _cond(cv, "Progressing") == "True":
+        problems.append(f"Progressing=True{_why(cv, 'Progressing')}")
+    if _cond(cv, "Failing") == "True":
+        problems.append(f"Failing=True{_why(cv, 'Failing')}")
+    history = status.get("history") or []
+    if not history:
+        problems.append("history is empty")
+    elif history[0].get("state") != "Completed":
+        problems.append(f"history[0] {history[0].get('version', '?')} is {history[0].get('state', '?')}")
+    if problems:
+        fail_with_evidence(f"cluster version {desired}: " + "; ".join(problems), ["clusterversion/version", "clusteroperators"])
