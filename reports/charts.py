@@ -20,6 +20,12 @@ from matplotlib import rc_context  # noqa: E402
 from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
+# Matplotlib 3.10 renamed bxp(vert=False) to orientation="horizontal".
+_HORIZONTAL = (
+    {"orientation": "horizontal"}
+    if tuple(int(x) for x in matplotlib.__version__.split(".")[:2]) >= (3, 10)
+    else {"vert": False}
+)
 PALETTE = ["#1f5fa8", "#c2571a", "#2f8f4e", "#8e44ad", "#7f7f7f", "#b8860b"]
 STYLE = {
     "text.parse_math": False,
@@ -51,7 +57,7 @@ def _draw_distribution(ax, metric: str, unit: str, series, colors: dict[str, str
         c = colors.get(platform, "#444")
         if len(samples):
             ax.bxp(
-                [_box_stats(samples)], positions=[i], vert=False, widths=0.5, showfliers=False,
+                [_box_stats(samples)], positions=[i], widths=0.5, **_HORIZONTAL, showfliers=False,
                 patch_artist=True,
                 boxprops={"facecolor": c + "33", "edgecolor": c},
                 medianprops={"color": c}, whiskerprops={"color": c}, capprops={"color": c},
