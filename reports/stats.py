@@ -44,7 +44,7 @@ def bootstrap_t_ci(
         return d, d
     nx, ny = len(x), len(y)
     # Many runs: the t quantiles settle with fewer resamples; keeps a year of nights fast.
-    reps = max(500, min(reps, 400_000 // max(nx, ny)))
+    reps = max(500, min(reps, 200_000 // max(nx, ny)))
     xs = x[rng.integers(0, nx, size=(reps, nx))]
     ys = y[rng.integers(0, ny, size=(reps, ny))]
     ds = ys.mean(axis=1) - xs.mean(axis=1)
