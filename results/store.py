@@ -289,12 +289,41 @@ def _looks_like_run(p: Path) -> bool:
     return p.is_dir() and any((p / n).exists() for n in (RUN_FILE, SAMPLES_JSONL, SAMPLES_PARQUET))
 
 
+# run.json fields a reader relies on, by type. Required ones missing or mistyped make the folder
+# unreadable (skipped with a warning); optional ones mistyped are dropped so their default applies.
+_RUN_REQUIRED = {"run_id": str, "platform": str, "cluster": str, "started": str}
+_RUN_OPTIONAL = {
+    "status": str, "finished": str, "okd_version": str, "kubernetes_version": str, "nodes": list, "hypervisor": dict,
+    "suite_commit": str, "okdbench_version": str, "command_line": list, "hypervisor_platform": str, "insecure": bool,
+    "warnings": list,
+}
+
+
+def _sane_run_json(path: Path, data: dict[str, Any]) -> dict[str, Any]:
+    for key, kind in _RUN_REQUIRED.items():
+        if not isinstance(data.get(key), kind) or not data[key]:
+            raise ValueError(f"{path}: {key} is missing or not a {kind.__name__}")
+    clean = dict(data)
+    for key, kind in _RUN_OPTIONAL.items():
+        if key in clean and clean[key] is not None and not isinstance(clean[key], kind):
+            log.warning("%s: ignored %s (%s, expected %s)", path, key, type(clean[key]).__name__, kind.__name__)
+            del clean[key]
+    nodes = []
+    for n in clean.get("nodes") or []:
+        if isinstance(n, dict) and isinstance(n.get("role"), str) and isinstance(n.get("count"), int):
+            nodes.append(n)
+        else:
+            log.warning("%s: ignored a malformed nodes entry", path)
+    clean["nodes"] = nodes
+    return clean
+
+
 def read_run_info(run_dir: Path) -> RunInfo:
     path = run_dir / RUN_FILE
     data = json.loads(path.read_text())
     if not isinstance(data, dict) or not data.get("run_id"):
         raise ValueError(f"{path}: not a run.json (no run_id)")
-    info = RunInfo.from_json(data)
+    info = RunInfo.from_json(_sane_run_json(path, data))
     if info.status not in FINAL_RUN_STATUSES:
         info.status = "incomplete"  # a run without a final status is reported as incomplete
     return info
