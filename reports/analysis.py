@@ -312,11 +312,13 @@ def _headlines(rows: list[MetricRow]) -> list[str]:
 def _criteria(criteria: pd.DataFrame, runs: list[RunInfo], pair: list[str]) -> list[CriterionRow]:
     if criteria.empty:
         return []
-    order = {r.run_id: (r.started or "", i) for i, r in enumerate(runs)}
+    # "latest" = the run that started last; rank once so idxmax works on plain integers
+    ranked = sorted(range(len(runs)), key=lambda i: (runs[i].started or "", i))
+    order = {runs[i].run_id: rank for rank, i in enumerate(ranked)}
     df = criteria[criteria["platform"].isin(pair)].copy()
     if df.empty:
         return []
-    df["order"] = df["run_id"].astype(str).map(lambda r: order.get(r, ("", -1)))
+    df["order"] = df["run_id"].astype(str).map(lambda r: order.get(r, -1)).astype("int64")
     rows = []
     for crit, g in df.groupby("criterion", sort=True, observed=True):
         cells = {}

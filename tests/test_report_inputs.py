@@ -100,3 +100,23 @@ def test_bulk_reading_equals_per_folder_reading_and_isolates_a_corrupt_file(tmp_
     rs = load_runs([tmp_path], categorical=True)
     assert len(rs.runs) == 4 and len(rs.skipped) == 1 and victim.name in rs.skipped[0]
     assert len(rs.samples) == 4 * 6
+
+
+def test_validation_matrix_uses_the_latest_run_and_ignores_skips():
+    from reports.analysis import _criteria
+
+    runs = [RunInfo(run_id=f"{p}{i}", platform=p, cluster="c", started=f"2024-01-0{i + 1}T00:00:00Z")
+            for p in ("kvm", "vsphere") for i in range(3)]
+    rows = []
+    for p in ("kvm", "vsphere"):
+        for i, status in enumerate(["failed", "passed", "skipped"] if p == "kvm" else ["passed"] * 3):
+            rows.append({"run_id": f"{p}{i}", "platform": p, "criterion": "upgrade", "status": status,
+                         "detail": f"night {i}", "duration_s": 1.0})
+    # listed out of order: "latest" must come from run start times, not row order
+    crit = pd.DataFrame(rows[::-1])
+    (row,) = _criteria(crit, runs, ["vsphere", "kvm"])
+    kvm = row.cells["kvm"]
+    assert (kvm.status, kvm.detail) == ("skipped", "night 2")
+    assert (kvm.passed, kvm.checked, kvm.runs) == (1, 2, 3)
+    assert row.cells["vsphere"].pass_rate == 1.0
+    assert row.fisher_p == pytest.approx(0.4)  # 3/3 vs 1/2
