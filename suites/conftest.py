@@ -170,6 +170,16 @@ def namespace(kube: Kube, okdbench_config: Any) -> str:
 
 
 Fail = Callable[..., None]
+DETAIL_LIMIT = 400  # results.schema.one_line's bound on a criterion detail
+
+
+def _notes_length(node: pytest.Item) -> int:
+    """Length of the notes the plugin will append after the reason ("; "-joined)."""
+    from okdbench import plugin
+
+    key = getattr(plugin, "_notes_key", None)
+    notes = node.stash.get(key, []) if key is not None else []
+    return sum(len(n) + 2 for n in notes)
 
 
 @pytest.fixture
@@ -185,7 +195,13 @@ def fail_with_evidence(cluster: Any, okdbench_config: Any, run_writer: Any, suit
         if cluster.kubeconfig is not None:
             where = mustgather.collect(Path(cluster.kubeconfig), run_writer.dir, criterion, list(objects or []),
                                        mode=suite_options.must_gather, insecure=okdbench_config.insecure)
-        pytest.fail(f"{reason}; must-gather: {where}" if where else reason, pytrace=False)
+        if where:
+            # The detail is one bounded line: shorten the reason, never the evidence path.
+            suffix = f"; must-gather: {where}"
+            room = max(60, DETAIL_LIMIT - len(suffix) - _notes_length(request.node))
+            reason = reason if len(reason) <= room else reason[: room - 1] + "…"
+            reason += suffix
+        pytest.fail(reason, pytrace=False)
 
     return fail
 

@@ -17,8 +17,10 @@ def problems_of(co: dict) -> list[str]:
     for type_, good in (("Available", "True"), ("Progressing", "False"), ("Degraded", "False")):
         st = _status(co, type_)
         if st != good:
+            # Short reasons only: the one-line detail must name every unhealthy operator; the
+            # long compound reasons (A::B::C) are in the must-gather.
             reason = (condition(co, type_) or {}).get("reason", "")
-            out.append(f"{type_}={st}" + (f" ({reason})" if reason else ""))
+            out.append(f"{type_}={st}" + (f" ({reason})" if reason and len(reason) <= 32 else ""))
     return out
 
 
@@ -33,7 +35,8 @@ def test_operators(openshift, record, note, fail_with_evidence):
     record("operators.count", len(cos), "count", better="higher")
     record("operators.unhealthy", len(bad), "count")
     if not_upgradeable:
-        note(f"warning: Upgradeable=False on {', '.join(not_upgradeable)}")
+        more = f" (+{len(not_upgradeable) - 3})" if len(not_upgradeable) > 3 else ""
+        note(f"warning: Upgradeable=False on {', '.join(not_upgradeable[:3])}{more}")
     if bad:
         listed = "; ".join(f"{name}: {', '.join(p)}" for name, p in sorted(bad.items()))
         fail_with_evidence(f"{len(bad)} of {len(cos)} operators unhealthy: {listed}",

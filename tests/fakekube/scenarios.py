@@ -120,3 +120,31 @@ def rogue_csr(fc: FakeCluster, name: str = "csr-rogue") -> dict:
 def pending_csr(fc: FakeCluster, name: str = "csr-pending") -> dict:
     return fc.add_csr(name=name, username=BOOTSTRAPPER, groups=["system:serviceaccounts", "system:authenticated"],
                       signer="kubernetes.io/kube-apiserver-client-kubelet", cn="system:node:worker-9", org="system:nodes")
+
+
+DEGRADED_OPERATORS = "clusteroperators_degraded-etcd-kas-kcm-ks_unavailable-cpms_ocp-4.14.1.yaml"
+FAILING_VERSION = "clusterversion_failing-progressing_ocp-4.14.0-rc.3-to-4.14.1.yaml"
+DEGRADED_POOLS = "machineconfigpools_worker-degraded-updating_ocp-4.16-build0.yaml"
+
+
+def degraded_okd(fc: FakeCluster) -> FakeCluster:
+    """A cluster in trouble: the stalled 4.14.1 update (degraded etcd/KAS/KCM/KS operators, Failing
+    ClusterVersion), a degraded worker pool, the registry Removed as on UPI, a rogue approved CSR
+    and a pending one, slow etcd disks, a console that answers 503 and Docker builds that fail."""
+    load_nodes(fc, ready_after_s=None)
+    fc.load(DEGRADED_OPERATORS)
+    fc.load(FAILING_VERSION)
+    fc.load(CSRS)
+    fc.load(DEGRADED_POOLS)
+    fc.load(ETCD)
+    fc.load(REGISTRY, mutate=lambda cfg: cfg["spec"].update(managementState="Removed"))
+    for ns in ("openshift-etcd", "openshift-dns", "openshift-config-managed", "kube-system", "default"):
+        fc.ensure_namespace(ns)
+    ingress(fc)
+    system_pods(fc)
+    rogue_csr(fc)
+    pending_csr(fc)
+    fc.console_up = False
+    fc.etcd_metrics.update(wal_fsync_p99_s=0.025, leader_changes=2.0)
+    fc.build_outcome["Docker"] = "Failed"
+    return fc

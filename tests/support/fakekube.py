@@ -91,7 +91,8 @@ class SuitesRun:
 
 def run_suites(fc: FakeCluster, results_dir: Path, *args: str, oc: bool = False, timeout: float = 240,
                kubeconfig: Path | None = None) -> SuitesRun:
-    cmd = [sys.executable, "-m", "pytest", "suites/", "--platform=kvm", "--kubeconfig", str(kubeconfig or fc.kubeconfig),
+    targets = [] if any(a.startswith("suites/") for a in args) else ["suites/"]
+    cmd = [sys.executable, "-m", "pytest", *targets, "--platform=kvm", "--kubeconfig", str(kubeconfig or fc.kubeconfig),
            "--results-dir", str(results_dir), "-p", "no:cacheprovider", "-q", *args]
     if fc.router is not None and "--ingress-address" not in args:
         cmd += ["--ingress-address", fc.ingress_address]
