@@ -36,7 +36,7 @@ def test_cronjob_config_is_valid():
         ({}, "platforms: required field is missing"),
         ({"platforms": [P]}, "platforms: a nightly compares two platform runs"),
         ({"platforms": [P, dict(Q, label="kvm")]}, "platforms[1].label: 'kvm' is used twice"),
-        ({"platforms": [dict(P, kubeconfig="k"), Q]}, "platforms[0]: give exactly one of spec"),
+        ({"platforms": [{"label": "kvm", "platform": "kvm"}, Q]}, "platforms[0]: give spec"),
         ({"platforms": [dict(P, soak="ten minutes"), Q]}, "platforms[0].soak: 'ten minutes' is not a duration"),
         ({"platforms": [dict(P, repeat=0), Q]}, "platforms[0].repeat: 0 is not allowed"),
         ({"platforms": [dict(P, platform="xen"), Q]}, "platforms[0].platform: 'xen' is not allowed"),

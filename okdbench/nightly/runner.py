@@ -112,7 +112,7 @@ def pytest_argv(p: PlatformRun, cfg: NightlyConfig, run_id: str) -> list[str]:
         argv += ["--spec", str(p.spec)]
         if p.keep_cluster:
             argv.append("--keep-cluster")
-    else:
+    if p.kubeconfig is not None:
         argv += ["--kubeconfig", str(p.kubeconfig)]
     argv += ["--repeat", str(p.repeat), "--results-dir", str(cfg.results_dir), "--run-id", run_id]
     if p.soak > 0:
