@@ -186,7 +186,15 @@ def render_many(jobs: list[tuple[str, tuple]], parallel_from: int = 16) -> list[
     import os
 
     workers = min(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1, 8)
-    if len(jobs) < parallel_from or workers < 2 or "fork" not in mp.get_all_start_methods():
+    import threading
+
+    # Forking a process that runs other threads can copy a held lock into the child; stay serial then.
+    if (
+        len(jobs) < parallel_from
+        or workers < 2
+        or "fork" not in mp.get_all_start_methods()
+        or threading.active_count() > 1
+    ):
         return [_render_job(j) for j in jobs]
     ctx = mp.get_context("fork")
     with ctx.Pool(workers) as pool:

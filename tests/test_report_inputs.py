@@ -120,3 +120,17 @@ def test_validation_matrix_uses_the_latest_run_and_ignores_skips():
     assert (kvm.passed, kvm.checked, kvm.runs) == (1, 2, 3)
     assert row.cells["vsphere"].pass_rate == 1.0
     assert row.fisher_p == pytest.approx(0.4)  # 3/3 vs 1/2
+
+
+def test_charts_in_worker_processes_equal_serial_ones():
+    from reports import charts
+
+    colors = charts.color_for(["a", "b"])
+    rng = np.random.default_rng(0)
+    jobs = [("distribution", (f"m{i}", "s", [("a", rng.normal(10, 1, 50), rng.normal(10, 1, 4)),
+                                              ("b", rng.normal(12, 1, 50), rng.normal(12, 1, 4))], colors))
+            for i in range(4)]
+    serial = charts.render_many(jobs)
+    parallel = charts.render_many(jobs, parallel_from=2)
+    assert serial == parallel
+    assert all(u.startswith("data:image/png;base64,") for u in serial)
