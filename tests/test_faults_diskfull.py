@@ -77,3 +77,27 @@ def test_space_freed_later_appends_cleanly(small_disk):
     rs = load_runs([small_disk / run_id])
     assert len(rs.samples) == returned + 1 and rs.warnings == []
     assert rs.runs[0].status == "complete"
+
+
+@pytest.mark.xfail(strict=True, reason="okdbench/plugin.py lets ResultsWriteError escape pytest_sessionfinish and the "
+                   "criterion hook as a traceback; the lead wraps both (report it as one line, status stays incomplete)")
+def test_disk_full_during_a_suites_session_is_one_clear_error(small_disk, tmp_path, monkeypatch):
+    import sys
+
+    from tests.nightly_support import make_suites_root, write_spec
+
+    root = make_suites_root(tmp_path / "checkout")
+    spec = write_spec(tmp_path / "kvm.yaml")
+    side = tmp_path / "recorded.txt"
+    env = {**os.environ, "NIGHTLY_STREAM": str(side), "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+    proc = subprocess.run([sys.executable, "-m", "pytest", "suites/", "-p", "no:cacheprovider", "--platform", "kvm",
+                           "--spec", str(spec), "--results-dir", str(small_disk)],
+                          cwd=root, env=env, capture_output=True, text=True, timeout=120)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert "No space left on device" in out
+    assert "Traceback" not in out and "INTERNALERROR" not in out
+    rs = load_runs([small_disk])
+    recorded = [int(v) for v in side.read_text().split()]
+    assert set(recorded) <= set(rs.samples[rs.samples["metric"] == "stream.value"]["value"].astype(int))
+    assert rs.runs[0].status == "incomplete"
