@@ -60,9 +60,8 @@ def _positive(name: str, value: float) -> float:
     return value
 
 
-@pytest.fixture(scope="session")
-def suite_options(request: pytest.FixtureRequest) -> SuiteOptions:
-    opt = request.config.getoption
+def _suite_options(config: pytest.Config) -> SuiteOptions:
+    opt = config.getoption
     try:
         images = resolve_images(opt("image"))
     except ValueError as exc:
@@ -80,6 +79,19 @@ def suite_options(request: pytest.FixtureRequest) -> SuiteOptions:
         workload_timeout=_positive("workload-timeout", opt("workload_timeout")),
         wait_ready=_positive("wait-ready", opt("wait_ready")),
     )
+
+
+_options_key = pytest.StashKey[SuiteOptions]()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Bad options stop the run before anything touches the cluster: one line, no traceback.
+    config.stash[_options_key] = _suite_options(config)
+
+
+@pytest.fixture(scope="session")
+def suite_options(request: pytest.FixtureRequest) -> SuiteOptions:
+    return request.config.stash[_options_key]
 
 
 # ---------------------------------------------------------------- cluster access

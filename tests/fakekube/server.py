@@ -285,7 +285,8 @@ class Api:
 
     def handle(self, method: str, path: str, query: dict[str, str], body: bytes, ctype: str):
         c = self.cluster
-        if path in ("/version", "/version/"):
+        path = path.rstrip("/") or "/"
+        if path == "/version":
             return 200, c.version_info
         if path == "/api":
             return 200, self.registry.api_versions(f"127.0.0.1:{c.port}")
