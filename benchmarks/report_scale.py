@@ -123,6 +123,7 @@ def measure(scale: float, out_dir: Path) -> dict:
         "from okdbench.cli import main; rc = main(sys.argv[1:]);"
         "print('WALL', time.perf_counter() - t0, file=sys.stderr); sys.exit(rc)"
     )
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     proc = subprocess.run(
         [sys.executable, "-c", code, "report", str(data), "--out", str(out)],
@@ -131,9 +132,12 @@ def measure(scale: float, out_dir: Path) -> dict:
     wall = time.perf_counter() - t0
     if proc.returncode != 0:
         sys.exit(f"report failed ({proc.returncode}): {proc.stderr.strip().splitlines()[-1:]}")
-    peak_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    peak_kib = after.ru_maxrss
+    # CPU seconds of the report and its chart workers: comparable even when the machine is busy.
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     phases = [ln for ln in proc.stderr.splitlines() if "report:" in ln]
-    return {"scale": scale, "wall_s": wall, "peak_rss_mib": peak_kib / 1024, "html_bytes": out.stat().st_size,
+    return {"scale": scale, "wall_s": wall, "cpu_s": cpu, "peak_rss_mib": peak_kib / 1024, "html_bytes": out.stat().st_size,
             "stdout": proc.stdout.strip(), "phases": phases}
 
 
@@ -149,7 +153,7 @@ def main() -> int:
         # peak RSS of children is a running maximum: measure the smallest scale first
         r = measure(s, args.out)
         results.append(r)
-        print(f"scale {s:g}: wall {r['wall_s']:.2f} s, peak RSS {r['peak_rss_mib']:.0f} MiB, HTML {r['html_bytes'] / 1e6:.1f} MB")
+        print(f"scale {s:g}: wall {r['wall_s']:.2f} s, CPU {r['cpu_s']:.2f} s, load avg {os.getloadavg()[0]:.1f}, peak RSS {r['peak_rss_mib']:.0f} MiB, HTML {r['html_bytes'] / 1e6:.1f} MB")
         for ph in r["phases"]:
             print("   ", ph)
     if len(results) > 1:

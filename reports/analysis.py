@@ -112,20 +112,32 @@ def build_report(
     rm["night"] = rm["run_id"].map(nights)
     phase("run medians")
 
-    quant = aggregate.sample_quantiles(valid)
-    summary = _summary(rm, valid, quant, attrs, base, cand, opts)
-    phase("comparisons")
-
-    criteria = _criteria(runset.criteria, runset.runs, pair)
     nightly = trends.nightly_series(rm.dropna(subset=["night"]))
     trend_list, breaks = trends.analyse_trends(nightly, attrs, acks or [], opts)
     phase("trends")
 
-    sections = _sections(summary, quant, attrs, pair)
-    stage_table, stage_chart = _stages(rm, attrs, pair, with_charts)
-    if with_charts:
-        _draw_sections(sections, valid, rm, nightly, breaks, colors, pair)
-        phase("charts")
+    # Charts need only the run medians and trends: render them in worker processes while this
+    # process does the comparisons (the two together are most of a large report's time).
+    metric_order = _metric_order(attrs)
+    pending = (
+        charts.start_many(_chart_jobs(metric_order, attrs, valid, rm, nightly, breaks, colors, pair))
+        if with_charts
+        else None
+    )
+    try:
+        quant = aggregate.sample_quantiles(valid)
+        summary = _summary(rm, valid, quant, attrs, base, cand, opts)
+        phase("comparisons")
+        criteria = _criteria(runset.criteria, runset.runs, pair)
+        sections = _sections(summary, quant, attrs, pair)
+        stage_table, stage_chart = _stages(rm, attrs, pair, with_charts)
+        if pending is not None:
+            for s, uri in zip(sections, pending.get()):
+                s.chart = uri
+            phase("charts")
+    finally:
+        if pending is not None:
+            pending.close()
     by_metric: dict[str, list] = {}
     for t in trend_list:
         by_metric.setdefault(t.metric, []).append(t)
@@ -175,7 +187,7 @@ def _summary(
     qidx = quant.set_index(["platform", "metric"]) if len(quant) else None
     rows: list[MetricRow] = []
     comparisons = []
-    for metric in sorted(attrs.index, key=lambda m: (str(attrs.at[m, "suite"]), m)):
+    for metric in _metric_order(attrs):
         gb = groups.get((metric, base))
         gc = groups.get((metric, cand))
         xb = gb["median"].to_numpy() if gb is not None else np.array([])
@@ -359,25 +371,29 @@ def _sections(summary: list[MetricRow], quant: pd.DataFrame, attrs: pd.DataFrame
     return sections
 
 
-def _draw_sections(sections, valid, rm, nightly, breaks, colors, pair) -> None:
+def _metric_order(attrs: pd.DataFrame) -> list[str]:
+    return sorted(attrs.index, key=lambda m: (str(attrs.at[m, "suite"]), m))
+
+
+def _chart_jobs(metrics, attrs, valid, rm, nightly, breaks, colors, pair) -> list[tuple[str, tuple]]:
+    """One combined chart per metric (distribution + nightly trend), in `metrics` order."""
     sample_idx = valid.groupby(["metric", "platform"], observed=True, sort=False).indices
     values = valid["value"].to_numpy(dtype=float)
     rm_groups = {k: g["median"].to_numpy() for k, g in rm.groupby(["metric", "platform"], sort=False)}
     nightly_groups = {k: g for k, g in nightly.groupby(["metric", "platform"], sort=False)} if len(nightly) else {}
     jobs: list[tuple[str, tuple]] = []
-    for s in sections:
+    for metric in metrics:
         series = []
         for p in pair:
-            idx = sample_idx.get((s.metric, p))
-            series.append((p, values[idx] if idx is not None else np.array([]), rm_groups.get((s.metric, p), np.array([]))))
+            idx = sample_idx.get((metric, p))
+            series.append((p, values[idx] if idx is not None else np.array([]), rm_groups.get((metric, p), np.array([]))))
         tseries = []
         for p in pair:
-            g = nightly_groups.get((s.metric, p))
+            g = nightly_groups.get((metric, p))
             if g is not None and len(g) >= 2:
-                tseries.append((p, list(g["night"]), g["value"].to_numpy(dtype=float), breaks.get((s.metric, p), [])))
-        jobs.append(("metric", (s.metric, s.unit, series, tseries, colors)))
-    for s, uri in zip(sections, charts.render_many(jobs)):
-        s.chart = uri
+                tseries.append((p, list(g["night"]), g["value"].to_numpy(dtype=float), breaks.get((metric, p), [])))
+        jobs.append(("metric", (metric, str(attrs.at[metric, "unit"]), series, tseries, colors)))
+    return jobs
 
 
 def _stages(rm: pd.DataFrame, attrs: pd.DataFrame, pair: list[str], with_charts: bool):

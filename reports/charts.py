@@ -176,18 +176,41 @@ def _render_job(job: tuple[str, tuple]) -> str:
     return _KINDS[kind](*args)
 
 
-def render_many(jobs: list[tuple[str, tuple]], parallel_from: int = 16) -> list[str]:
-    """Render chart jobs ("distribution" | "trend" | "stages", args), in worker processes when many.
+class Pending:
+    """Charts being rendered; `get()` returns the data URIs in job order, `close()` always."""
 
-    Matplotlib draws on one core; a year of 60 metrics is ~120 charts, so forked workers halve
-    the report time on two cores. Fork (not spawn) so workers need not re-import matplotlib.
+    def __init__(self, jobs: list[tuple[str, tuple]], pool=None):
+        self._jobs = jobs
+        self._pool = pool
+        self._async = None
+        if pool is not None:
+            workers = pool._processes  # noqa: SLF001 - only to size chunks
+            self._async = pool.map_async(_render_job, jobs, chunksize=max(1, len(jobs) // (workers * 4)))
+
+    def get(self) -> list[str]:
+        if self._async is not None:
+            return self._async.get()
+        return [_render_job(j) for j in self._jobs]
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.terminate()
+            self._pool.join()
+            self._pool = None
+
+
+def start_many(jobs: list[tuple[str, tuple]], parallel_from: int = 16) -> Pending:
+    """Start rendering chart jobs ("metric" | "distribution" | "trend" | "stages", args).
+
+    Matplotlib draws on one core; a year of 60 metrics is 60 dense charts, so forked workers
+    render them while the caller goes on. Fork (not spawn) so workers need not re-import
+    matplotlib; small reports render serially on `get()`.
     """
     import multiprocessing as mp
     import os
-
-    workers = min(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1, 8)
     import threading
 
+    workers = min(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1, 8)
     # Forking a process that runs other threads can copy a held lock into the child; stay serial then.
     if (
         len(jobs) < parallel_from
@@ -195,7 +218,13 @@ def render_many(jobs: list[tuple[str, tuple]], parallel_from: int = 16) -> list[
         or "fork" not in mp.get_all_start_methods()
         or threading.active_count() > 1
     ):
-        return [_render_job(j) for j in jobs]
-    ctx = mp.get_context("fork")
-    with ctx.Pool(workers) as pool:
-        return pool.map(_render_job, jobs, chunksize=max(1, len(jobs) // (workers * 4)))
+        return Pending(jobs)
+    return Pending(jobs, mp.get_context("fork").Pool(workers))
+
+
+def render_many(jobs: list[tuple[str, tuple]], parallel_from: int = 16) -> list[str]:
+    pending = start_many(jobs, parallel_from)
+    try:
+        return pending.get()
+    finally:
+        pending.close()
