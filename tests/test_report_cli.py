@@ -21,6 +21,7 @@ from results.store import RunWriter
 
 ROOT = Path(__file__).resolve().parent.parent
 EVIL = "<script>alert('okdbench')</script>"
+WEIRD = "fio.<i>$rand$</i>.iops"
 
 
 def metrics(build_level: float) -> list[MetricTruth]:
@@ -30,6 +31,8 @@ def metrics(build_level: float) -> list[MetricTruth]:
         MetricTruth("build.stage.Build", build_level * 0.6, samples=8),
         MetricTruth("build.stage.PushImage", 15.0, samples=8),
         MetricTruth("net.throughput", 900.0, unit="MB/s", better="higher", suite="network", samples=8),
+        # markup and matplotlib's mathtext markers in a metric name are shown as typed
+        MetricTruth(WEIRD, 5000.0, unit="iops", better="higher", suite="storage", samples=8),
     ]
 
 
@@ -44,7 +47,7 @@ def corpus(tmp_path_factory) -> Path:
         "kvm", metrics(125.0), runs=4, cluster=f"okd-{EVIL}",
         nodes=[NodeGroupInfo(f"control-plane {EVIL}", 3, 4, 16384, 120), NodeGroupInfo("worker", 2, 8, 32768, 120)],
         hypervisor={"libvirt": "9.0.0", "qemu": "7.2.0", "domain_type": "qemu"},
-        criteria={"install": "passed", "upgrade": "failed"}), rng,
+        criteria={"install": "passed", "upgrade": "failed", f"registry {EVIL}": "error"}), rng,
         first_night=datetime(2024, 3, 1, 2, 0, tzinfo=timezone.utc))
     # A run killed mid-way (no final status) with an impossible sample from clock skew.
     info = RunInfo(run_id="20240310T020000Z-kvm-killed", platform="kvm", cluster="okd-poc",
@@ -83,6 +86,8 @@ def test_html_report_has_every_section(html):
 def test_html_is_self_contained_and_has_no_script(html):
     assert "<script" not in html.lower()
     assert "&lt;script&gt;alert(" in html  # the planted node name is shown as text
+    assert "registry &lt;script&gt;" in html  # ... and the criterion name
+    assert "fio.&lt;i&gt;$rand$&lt;/i&gt;.iops" in html and "<i>" not in html
     assert 'src="http' not in html and "<link" not in html
 
 
@@ -110,13 +115,21 @@ def test_csv_and_json_summary_have_a_verdict_column(corpus, tmp_path):
     assert report(corpus, "--out", tmp_path / "s.csv") == 0
     rows = list(csv.DictReader(io.StringIO((tmp_path / "s.csv").read_text())))
     assert {r["metric"] for r in rows} == {"build.duration", "build.stage.FetchInputs", "build.stage.Build",
-                                           "build.stage.PushImage", "net.throughput"}
+                                           "build.stage.PushImage", "net.throughput", WEIRD}
     by_metric = {r["metric"]: r for r in rows}
     assert by_metric["build.duration"]["verdict"] == "worse"
     assert report(corpus, "--format", "json", "--out", tmp_path / "s.json") == 0
     doc = json.loads((tmp_path / "s.json").read_text())
     assert doc["baseline"] == "vsphere" and doc["candidate"] == "kvm"
     assert {m["metric"]: m["verdict"] for m in doc["metrics"]}["build.duration"] == "worse"
+
+
+def test_cv_limit_and_threshold_flags(corpus, tmp_path):
+    assert report(corpus, "--format", "json", "--cv-limit", "0.1%", "--out", tmp_path / "s.json") == 0
+    verdicts = {m["verdict"] for m in json.loads((tmp_path / "s.json").read_text())["metrics"]}
+    assert verdicts == {"variance too high"}
+    with pytest.raises(SystemExit):
+        report(corpus, "--cv-limit", "lots")
 
 
 def test_acknowledgements_file_is_accepted(corpus, tmp_path):
