@@ -39,7 +39,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                      "(default), a full must-gather, or off")
     g.addoption("--workload-timeout", type=float, default=900.0, help="seconds a build, job or pod may take (default 900)")
     g.addoption("--wait-ready", type=float, default=300.0,
-                help="seconds nodes-ready waits for nodes still turning Ready (default 300)")
+                help="seconds nodes-ready and csr wait for nodes still turning Ready and CSRs still being "
+                     "approved, as right after an install (default 300)")
 
 
 @dataclass(frozen=True)

@@ -149,7 +149,7 @@ class Kube:
                     data = resp.read()
         except ApiException as exc:
             raise KubeError(exc.status or 0, f"{method} {path}: HTTP {exc.status} {_status_message(exc)}".strip()) from None
-        except urllib3.exceptions.HTTPError as exc:
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
             raise KubeError(0, f"{method} {path}: {type(exc).__name__} after {self.attempts} attempts") from None
         text = data.decode("utf-8", "replace")
         if raw:

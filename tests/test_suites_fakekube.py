@@ -47,3 +47,22 @@ def test_wrong_token_is_refused(fake_cluster, tmp_path):
 def test_plain_kubernetes_has_no_openshift_groups(fake_cluster):
     groups = {g.name for g in client.ApisApi(_api(fake_cluster)).get_api_versions().groups}
     assert "certificates.k8s.io" in groups and not any(g.endswith("openshift.io") for g in groups)
+
+
+def test_router_serves_routes_with_the_ingress_ca_only(fake_cluster):
+    import ssl
+
+    import urllib3
+
+    from suites.routes import https_get
+
+    host, addr = fake_cluster.console_host, fake_cluster.ingress_address
+    ok = https_get(host, "/", ca_pem=fake_cluster.ingress_ca.cert_pem.decode(), address=addr)
+    assert ok.status == 200
+    # The API server's CA is not the ingress CA: verification must fail, not be skipped.
+    with pytest.raises((urllib3.exceptions.SSLError, ssl.SSLError)):
+        https_get(host, "/", ca_pem=fake_cluster.ca.cert_pem.decode(), address=addr)
+    with pytest.warns(urllib3.exceptions.InsecureRequestWarning):
+        assert https_get(host, "/", ca_pem=None, address=addr, insecure=True).status == 200
+    assert https_get(f"nothing.apps.{fake_cluster.domain}", "/", ca_pem=fake_cluster.ingress_ca.cert_pem.decode(),
+                     address=addr).status == 503

@@ -69,7 +69,7 @@ def test_build_samples_come_from_status_stages(healthy):
     assert {lab["node"] for lab in durations["labels"]} <= set(workers)
     scripted = sum(fc.timings.build_stages_ms.values()) / 1000
     # status.duration is whole seconds on the cluster's clock; the build itself takes `scripted` s.
-    assert all(scripted - 1 <= v <= scripted + 3 for v in durations["value"])
+    assert all(v >= scripted - 1 for v in durations["value"])
     assert all(v >= scripted for v in run.samples("build.wall")["value"])
 
 

@@ -174,7 +174,17 @@ class FakeCluster:
             self.at(delay, fn)
 
     def cut_watches(self, gone: bool = True) -> None:
+        """Drop every open watch; gone=True also compacts, so resuming gets 410 and must re-list."""
         self.store.cut_watches(gone=gone)
+
+    def cut_watches_every(self, interval_s: float, gone: bool = True, times: int = 1000) -> None:
+        """Keep cutting watches (a flaky load balancer in front of the API, or etcd compactions)."""
+        def tick(left: int) -> None:
+            self.cut_watches(gone=gone)
+            if left > 1:
+                self.at(interval_s, lambda: tick(left - 1))
+
+        self.at(interval_s, lambda: tick(times))
 
     def set_faults(self, error_ratio: float = 0.0, reset_ratio: float = 0.0, seed: int = 0, include_watches: bool = True) -> Faults:
         self.faults = Faults(error_ratio=error_ratio, reset_ratio=reset_ratio, seed=seed, include_watches=include_watches)
