@@ -71,6 +71,9 @@ def test_build_samples_come_from_status_stages(healthy):
     # status.duration is whole seconds on the cluster's clock; the build itself takes `scripted` s.
     assert all(v >= scripted - 1 for v in durations["value"])
     assert all(v >= scripted for v in run.samples("build.wall")["value"])
+    # What was uploaded is the reference app, as a tar archive the builder can unpack.
+    assert len(fc.binary_uploads) == BUILDS * 2 * REPEAT
+    assert {tuple(m) for _, _, m in fc.binary_uploads} == {("Dockerfile", "package.json", "server.js")}
 
 
 def test_pod_startup_per_pod_and_quantiles(healthy):

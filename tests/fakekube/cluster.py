@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import base64
 import copy
+import io
 import secrets
 import ssl
+import tarfile
 import threading
 import time
 from dataclasses import dataclass, field
@@ -75,6 +77,7 @@ class FakeCluster:
         self.requests: list[LoggedRequest] = []
         self.router_log: list[tuple[float, str, str]] = []
         self.logs: dict[tuple[str, str], str] = {}
+        self.binary_uploads: list[tuple[str, str, list[str]]] = []  # (namespace, buildconfig, archive members)
         self.timings = Timings()
         self.programs: list[Program] = list(DEFAULT_PROGRAMS)
         self.build_outcome: dict[str, str] = {}
@@ -316,7 +319,15 @@ class FakeCluster:
         if sub == "log" and method == "GET":
             self.store.get(res, ns, name)
             return 200, self.logs.get((ns, name), "")
-        if sub in ("instantiate", "instantiatebinary") and method == "POST":
+        if sub == "instantiatebinary" and method == "POST":
+            # The builder would unpack this archive: refuse what it could not read.
+            try:
+                with tarfile.open(fileobj=io.BytesIO(body)) as tar:
+                    self.binary_uploads.append((ns, name, sorted(tar.getnames())))
+            except tarfile.TarError:
+                raise ApiError(400, "BadRequest", "instantiatebinary: the body is not a tar archive") from None
+            return 201, self.controllers.instantiate(ns, name, None)
+        if sub == "instantiate" and method == "POST":
             return 201, self.controllers.instantiate(ns, name, payload)
         if sub == "approval" and method == "PUT":
             conds = (payload or {}).get("status", {}).get("conditions", [])
