@@ -2,9 +2,18 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 import pytest
 
 from suites.kube import condition, path_for
+
+
+def _ts(value: str | None) -> datetime | None:
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00")) if value else None
+    except ValueError:
+        return None
 
 
 def _cond(cv: dict, type_: str) -> str:
@@ -29,6 +38,13 @@ def test_install(openshift, cluster, record, note, fail_with_evidence):
     if cluster.provisioned:
         for phase, seconds in sorted(cluster.timings.items()):
             record(f"install.{phase}", seconds, "s", phase=phase)
+    history = status.get("history") or []
+    first = history[-1] if history else {}
+    started, completed = _ts(first.get("startedTime")), _ts(first.get("completionTime"))
+    if first.get("state") == "Completed" and started and completed:
+        # The cluster's own record of its install: from the CVO starting to every operator at the
+        # target version. Comparable across platforms even when okdbench did not provision.
+        record("install.cluster_version", (completed - started).total_seconds(), "s", version=first.get("version", "?"))
     problems = []
     if _cond(cv, "Available") != "True":
         problems.append(f"Available={_cond(cv, 'Available')}{_why(cv, 'Available')}")
@@ -36,7 +52,6 @@ def test_install(openshift, cluster, record, note, fail_with_evidence):
         problems.append(f"Progressing=True{_why(cv, 'Progressing')}")
     if _cond(cv, "Failing") == "True":
         problems.append(f"Failing=True{_why(cv, 'Failing')}")
-    history = status.get("history") or []
     if not history:
         problems.append("history is empty")
     elif history[0].get("state") != "Completed":

@@ -109,6 +109,13 @@ def test_storage_and_network_parse_the_tools_output(healthy):
     assert list(run.samples("network.rtt")["value"]) == [pytest.approx(0.25)] * REPEAT
 
 
+def test_install_and_registry_samples_come_from_the_captured_objects(healthy):
+    _, run, _ = healthy
+    # history[-1] of the 4.8 AWS ClusterVersion: started 09:14:59, completed 09:45:28.
+    assert list(run.samples("install.cluster_version")["value"]) == [1829.0]
+    assert list(run.samples("registry.replicas")["value"]) == [2.0]
+
+
 def test_api_and_etcd_and_ingress_samples(healthy):
     fc, run, _ = healthy
     for op in ("list_nodes", "create_configmap", "delete_configmap"):
