@@ -34,6 +34,7 @@ _writer_key = pytest.StashKey["RunWriter"]()
 _config_key = pytest.StashKey["SessionConfig"]()
 _reports_key = pytest.StashKey[list]()
 _notes_key = pytest.StashKey[list]()
+_finish_error_key = pytest.StashKey[str]()
 
 
 @dataclass
@@ -191,6 +192,14 @@ def pytest_configure(config: pytest.Config) -> None:
         config.option.log_cli_level = "INFO"
 
 
+def _write(config: pytest.Config, write: Callable[[Any], None], record: Any) -> None:
+    """Results that cannot be written end the run: measuring on without recording is wasted work."""
+    try:
+        write(record)
+    except ResultsWriteError as exc:
+        pytest.exit(f"okdbench: {exc}", returncode=pytest.ExitCode.INTERNAL_ERROR)
+
+
 def threading_main() -> bool:
     import threading
 
@@ -215,13 +224,20 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         status = "incomplete"
     else:
         status = "complete"
-    writer.finish(status)
+    try:
+        writer.finish(status)
+    except ResultsWriteError as exc:
+        session.config.stash[_finish_error_key] = str(exc)
+        session.exitstatus = pytest.ExitCode.INTERNAL_ERROR
 
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
     writer = config.stash.get(_writer_key, None)
     if writer is None:
         return
+    error = config.stash.get(_finish_error_key, None)
+    if error:
+        terminalreporter.write_line(f"okdbench: error: {error}", red=True)
     terminalreporter.write_line(
         f"okdbench: {writer.sample_count} samples, {writer.criterion_count} criteria -> {writer.dir} ({writer.info.status})"
     )
@@ -229,8 +245,11 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
 
 def pytest_unconfigure(config: pytest.Config) -> None:
     writer = config.stash.get(_writer_key, None)
-    if writer is not None and writer.info.status == "running":
-        writer.finish("incomplete")
+    if writer is not None and writer.info.status == "running" and _finish_error_key not in config.stash:
+        try:
+            writer.finish("incomplete")
+        except ResultsWriteError as exc:
+            print(f"okdbench: error: {exc}", file=sys.stderr)
 
 
 # ------------------------------------------------------------------ repeat
@@ -292,7 +311,7 @@ def record(request: pytest.FixtureRequest, run_writer: RunWriter, okdbench_confi
             repetition=repetition,
             labels=labels,
         )
-        run_writer.record_sample(sample)
+        _write(request.config, run_writer.record_sample, sample)
         return sample
 
     return _record
@@ -413,13 +432,12 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: Any) -> Any:
     notes = item.stash.get(_notes_key, [])
     detail = "; ".join([d for d in [detail, *notes] if d])
     name = marker.args[0] if marker.args else marker.kwargs.get("name", item.name)
-    writer.record_criterion(
-        CriterionResult(
-            run_id=writer.info.run_id,
-            platform=writer.info.platform,
-            criterion=name,
-            status=status,  # type: ignore[arg-type]
-            detail=one_line(detail),
-            duration_s=sum(r.duration for r in reports),
-        )
+    result = CriterionResult(
+        run_id=writer.info.run_id,
+        platform=writer.info.platform,
+        criterion=name,
+        status=status,  # type: ignore[arg-type]
+        detail=one_line(detail),
+        duration_s=sum(r.duration for r in reports),
     )
+    _write(item.config, writer.record_criterion, result)

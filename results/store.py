@@ -350,14 +350,21 @@ def load_run(run_dir: Path) -> tuple[RunInfo, pa.Table, pa.Table, list[str]]:
 def _bulk_parquet(files: list[Path], schema: pa.Schema, categorical: bool = False) -> pa.Table | None:
     """Many Parquet files in one pyarrow call (several times faster than per file for hundreds of runs).
 
-    Reads the documented columns only. categorical=True reads string columns as dictionaries
-    straight from Parquet. None when any file is unreadable: the caller then reads per folder,
-    which pins the failure on the one corrupt folder.
+    Unknown extra columns are kept (their footers are read to find them). categorical=True reads
+    string columns as dictionaries straight from Parquet. None when any file is unreadable: the
+    caller then reads per folder, which pins the failure on the one corrupt folder.
     """
     if len(files) < 2:
         return None
     try:
         import pyarrow.dataset as ds
+
+        extras: dict[str, pa.Field] = {}
+        for f in files:
+            for fld in pq.read_schema(f):
+                if fld.name not in schema.names:
+                    extras.setdefault(fld.name, pa.field(fld.name, pa.string()))
+        schema = pa.schema(list(schema) + list(extras.values()))
 
         fmt: object = "parquet"
         if categorical:

@@ -79,8 +79,6 @@ def test_space_freed_later_appends_cleanly(small_disk):
     assert rs.runs[0].status == "complete"
 
 
-@pytest.mark.xfail(strict=True, reason="okdbench/plugin.py lets ResultsWriteError escape pytest_sessionfinish and the "
-                   "criterion hook as a traceback; the lead wraps both (report it as one line, status stays incomplete)")
 def test_disk_full_during_a_suites_session_is_one_clear_error(small_disk, tmp_path, monkeypatch):
     import sys
 
