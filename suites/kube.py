@@ -64,6 +64,20 @@ def _log_retry(state: RetryCallState) -> None:
     log.warning("API request failed (%s), retry %d in %.1fs", what, state.attempt_number, state.next_action.sleep if state.next_action else 0)
 
 
+class _LegacyResponse:
+    """The new generator's RESTResponse surface over a raw urllib3 response."""
+
+    def __init__(self, raw):
+        self.response = raw
+        self.status = raw.status
+        self.data = None
+
+    def read(self) -> bytes:
+        if self.data is None:
+            self.data = self.response.data
+        return self.data
+
+
 def path_for(api_version: str, plural: str, namespace: str | None = None, name: str | None = None, sub: str | None = None) -> str:
     base = "/api/v1" if api_version == "v1" else f"/apis/{api_version}"
     parts = [base]
@@ -125,10 +139,16 @@ class Kube:
         elif body is not None:
             headers["Content-Type"] = "application/json"
         q = [(k, str(v).lower() if isinstance(v, bool) else v) for k, v in (query or {}).items() if v is not None]
-        req = self.api.param_serialize(method, path, query_params=q, header_params=headers, body=body,
-                                       auth_settings=["BearerToken"])
         try:
-            resp = self.api.call_api(*req, _request_timeout=timeout)
+            if hasattr(self.api, "param_serialize"):  # kubernetes >= 35 (pydantic-based generator)
+                req = self.api.param_serialize(method, path, query_params=q, header_params=headers, body=body,
+                                               auth_settings=["BearerToken"])
+                resp = self.api.call_api(*req, _request_timeout=timeout)
+            else:  # python-legacy generator: raises for non-2xx, hands back urllib3's response
+                raw = self.api.call_api(path, method, query_params=q, header_params=headers, body=body,
+                                        auth_settings=["BearerToken"], _preload_content=False,
+                                        _return_http_data_only=True, _request_timeout=timeout)
+                resp = _LegacyResponse(raw)
         except ApiException as exc:
             if exc.status == 0 and "SSL" in str(exc.reason):
                 first = str(exc.reason).splitlines()[-1][:200]
