@@ -1,0 +1,179 @@
+"""vCenter restarting while VMs are being created: provisioning fails with one clear line, and a
+destroy afterwards still removes everything that was created.
+
+The restart is a loopback TCP proxy in front of govmomi's simulator that drops every connection
+and refuses new ones for a moment, as a vCenter service restart does, while the inventory (the
+simulator behind it) survives, as vCenter's database does. TLS stays end to end.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+
+import pytest
+
+from okdbench.errors import UserError
+from provision.lifecycle import destroy_cluster, provision_cluster
+from provision.spec import parse_spec
+from tests.support.vcsim import prepare_template, start_vcsim, vsphere_spec_data
+
+pytestmark = pytest.mark.needs_vcsim
+
+
+class RestartingProxy:
+    def __init__(self, upstream: tuple[str, int]):
+        self.upstream = upstream
+        self.port = 0
+        self._conns: list[socket.socket] = []
+        self._lock = threading.Lock()
+        self._listen()
+
+    def _listen(self) -> None:
+        self._srv = socket.socket()
+        self._srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._srv.bind(("127.0.0.1", self.port))
+        self.port = self._srv.getsockname()[1]
+        self._srv.listen(64)
+        threading.Thread(target=self._accept, args=(self._srv,), daemon=True).start()
+
+    def _accept(self, srv: socket.socket) -> None:
+        while True:
+            try:
+                client, _ = srv.accept()
+            except OSError:
+                return
+            try:
+                up = socket.create_connection(self.upstream, timeout=5)
+            except OSError:
+                client.close()
+                continue
+            with self._lock:
+                self._conns += [client, up]
+            for a, b in ((client, up), (up, client)):
+                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pump(src: socket.socket, dst: socket.socket) -> None:
+        try:
+            while data := src.recv(65536):
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (src, dst):
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+    def restart(self, down_s: float) -> None:
+        """Drop every connection, refuse new ones for down_s, then accept again on the same port."""
+        self._stop_listening()
+        with self._lock:
+            conns, self._conns = self._conns, []
+        for s in conns:
+            # As when vCenter's process exits: its side of every connection closes. shutdown() (not
+            # close() alone) also wakes the pump threads blocked in recv() on these sockets.
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            s.close()
+        time.sleep(down_s)
+        self._listen()
+
+    def _stop_listening(self) -> None:
+        # shutdown() wakes the thread blocked in accept(); close() alone would keep the port listening.
+        try:
+            self._srv.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self._srv.close()
+
+    def close(self) -> None:
+        self._stop_listening()
+
+
+def _cluster_vms(si, name: str) -> list[str]:
+    view = si.content.viewManager.CreateContainerView(si.content.rootFolder, [], True)
+    try:
+        return sorted(o.name for o in view.view if getattr(o, "name", "").startswith(f"{name}-")
+                      and o.__class__.__name__.endswith("VirtualMachine"))
+    finally:
+        view.Destroy()
+
+
+@pytest.fixture(scope="module")
+def restarted(vcsim_binary, vcsim_pki, tmp_path_factory):
+    """Provision through the proxy, restart 'vCenter' once the first VM exists, then destroy."""
+    sim = start_vcsim(vcsim_binary, vcsim_pki, tmp_path_factory.mktemp("vcsim"))
+    try:
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setenv("VSPHERE_USERNAME", sim.username)
+            mp.setenv("VSPHERE_PASSWORD", sim.password)
+            yield _scenario(sim, tmp_path_factory.mktemp("work"))
+    finally:
+        sim.stop()
+
+
+def _scenario(sim, tmp_path):
+    direct = sim.connect()
+    prepare_template(direct)
+    proxy = RestartingProxy((sim.host, sim.port))
+    data = vsphere_spec_data(sim, name="restart", port=proxy.port)
+    data["okd"] = {"guest": "testguest"}
+    data["nodes"][2]["count"] = 6  # enough clones that the restart lands in the middle
+    spec = parse_spec(data)
+    cut = threading.Event()
+
+    def restart_when_first_vm_exists():
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not cut.is_set():
+            if _cluster_vms(direct, spec.name):
+                cut.set()
+                proxy.restart(down_s=1.5)
+                return
+            time.sleep(0.01)
+
+    watcher = threading.Thread(target=restart_when_first_vm_exists, daemon=True)
+    watcher.start()
+    failure: BaseException | None = None
+    try:
+        provision_cluster(spec, tmp_path / "work")
+    except BaseException as exc:  # judged by the tests, after vCenter is back
+        failure = exc
+    watcher.join(10)
+    assert cut.is_set(), "the restart never happened during provisioning"
+    left_after_failure = _cluster_vms(direct, spec.name)
+    try:
+        removed = destroy_cluster(spec)
+    finally:
+        proxy.close()
+    return {"failure": failure, "left_after_failure": left_after_failure, "removed": removed,
+            "left_after_destroy": _cluster_vms(direct, spec.name), "total": len(spec.machines()),
+            "password": sim.password}
+
+
+XFAIL_ONE_LINE = pytest.mark.xfail(strict=True, reason=(
+    "provision/vsphere_vms.py: a connection dropped mid-clone escapes as http.client.RemoteDisconnected "
+    "(a traceback), not a one-line UserError; vSphere helper to wrap it"))
+XFAIL_CLEANUP = pytest.mark.xfail(strict=True, reason=(
+    "provision/vsphere_vms.py: clones get the okdbench cluster marker only at reconfigure, so VMs cloned before "
+    "a failure are 'objects okdbench did not create' to destroy and are left behind; mark them in the CloneSpec"))
+
+
+@XFAIL_ONE_LINE
+def test_restart_fails_provisioning_with_one_line(restarted):
+    failure = restarted["failure"]
+    assert isinstance(failure, UserError), f"not a one-line UserError: {type(failure).__name__}: {failure}"
+    msg = str(failure)
+    assert "\n" not in msg and "Traceback" not in msg and restarted["password"] not in msg
+
+
+@XFAIL_CLEANUP
+def test_destroy_after_restart_removes_everything(restarted):
+    assert 0 < len(restarted["left_after_failure"]) <= restarted["total"], "nothing was left to clean up"
+    assert restarted["left_after_destroy"] == [], f"destroy left {restarted['left_after_destroy']}"
+    assert restarted["removed"]
