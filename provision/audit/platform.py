@@ -1,0 +1,70 @@
+"""Audit one cluster's VMs on its hypervisor: collect, run the platform's rules, check sizes against the spec."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+
+from okdbench.errors import UserError
+from provision.audit import compare
+from provision.audit.inventory import VmInfo
+from provision.audit.rules import Finding, sort_findings
+from provision.spec import ClusterSpec
+
+log = logging.getLogger("okdbench.audit")
+
+
+class AuditUnavailable(UserError):
+    """The hypervisor cannot be reached or holds none of the cluster's VMs. One line."""
+
+
+@dataclass
+class AuditResult:
+    platform: str
+    findings: list[Finding]
+    vms: list[VmInfo]
+    facts: dict = field(default_factory=dict)
+
+
+def _kvm(spec: ClusterSpec, names: list[str] | None, roles: dict[str, str] | None) -> tuple[list[Finding], list[VmInfo], dict]:
+    from provision.audit import collect_kvm, kvm
+
+    uri = spec.kvm.uri if spec.kvm else "qemu:///system"
+    try:
+        conn = collect_kvm.open_connection(uri)
+    except ConnectionError as exc:
+        raise AuditUnavailable(f"kvm.uri: {exc}") from None
+    try:
+        inv = collect_kvm.collect(conn, spec.name, spec.machines(), names, roles)
+    finally:
+        conn.close()
+    return kvm.audit_kvm(inv.vms, inv.host), inv.info, inv.facts
+
+
+def _vsphere(spec: ClusterSpec, names: list[str] | None, roles: dict[str, str] | None,
+             insecure: bool) -> tuple[list[Finding], list[VmInfo], dict]:
+    from provision.audit import collect_vsphere, vsphere
+    from provision.vsphere_connect import session
+
+    with session(spec, insecure=insecure) as si:
+        inv = collect_vsphere.collect(si, spec.name, spec.machines(), names, roles)
+    return vsphere.audit_vsphere(inv.vms), inv.info, inv.facts
+
+
+def audit_spec(spec: ClusterSpec, *, insecure: bool = False, names: list[str] | None = None,
+               roles: dict[str, str] | None = None) -> AuditResult:
+    """Every finding for the cluster's VMs. names/roles: the VMs a provisioning run reported (else: by spec MAC/name)."""
+    start = time.monotonic()
+    log.info("audit: reading %s VMs of %s", spec.platform, spec.name)
+    if spec.platform == "kvm":
+        findings, infos, facts = _kvm(spec, names, roles)
+    else:
+        findings, infos, facts = _vsphere(spec, names, roles, insecure)
+    if not infos:
+        where = spec.kvm.uri if spec.platform == "kvm" and spec.kvm else (spec.vsphere.host if spec.vsphere else "?")
+        raise AuditUnavailable(f"no VM of cluster {spec.name} found on {where} (matched by the spec's MACs and names "
+                               f"{spec.name}-<node>); provision it first or check --spec")
+    findings += compare.size_drift(infos, spec)
+    log.info("audit: %d VMs, %d findings in %.1fs", len(infos), len(findings), time.monotonic() - start)
+    return AuditResult(spec.platform, sort_findings(findings), infos, facts)

@@ -1,0 +1,58 @@
+"""Text forms of audit results: the criterion's one-line detail and the CLI's tables."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+from provision.audit.compare import Comparison
+from provision.audit.rules import RULES, Finding, count_by_severity, sort_findings
+
+
+def _counts(findings: list[Finding]) -> str:
+    return ", ".join(f"{n} {s}" for s, n in count_by_severity(findings).items() if n)
+
+
+def criterion_summary(findings: list[Finding], n_vms: int) -> str:
+    """One line, worst rule first: '3 findings on 2 VMs (1 critical, 2 high): critical kvm.cpu-model [master-0] …; …'."""
+    if not findings:
+        return f"no findings on {n_vms} VM(s)"
+    by_rule: dict[str, list[Finding]] = defaultdict(list)
+    for f in sort_findings(findings):
+        by_rule[f.rule].append(f)
+    parts = []
+    for rule, fs in by_rule.items():
+        where = sorted({f.node or f.vm for f in fs})
+        shown = ", ".join(where[:3]) + (f" +{len(where) - 3}" if len(where) > 3 else "")
+        parts.append(f"{fs[0].severity} {rule} [{shown}] {fs[0].observed}")
+    return f"{len(findings)} findings on {n_vms} VM(s) ({_counts(findings)}): " + "; ".join(parts)
+
+
+def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    line = lambda r: "  ".join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip()  # noqa: E731
+    return [line(header), line(["-" * w for w in widths]), *(line(r) for r in rows)]
+
+
+def findings_table(findings: list[Finding]) -> list[str]:
+    if not findings:
+        return ["no findings"]
+    rows = [[f.severity, f.rule, f.where, f.observed] for f in sort_findings(findings)]
+    out = _table(["SEVERITY", "RULE", "VM", "OBSERVED"], rows)
+    out.append("")
+    out.append("fixes:")
+    for rule in dict.fromkeys(f.rule for f in sort_findings(findings)):
+        out.append(f"  {rule}: {RULES[rule].fix}")
+    out.append(f"total: {_counts(findings)}")
+    return out
+
+
+def comparison_table(cmp: Comparison, label_a: str, label_b: str) -> list[str]:
+    rows = [[what, a, b, "<- differs" if differs else ""] for what, a, b, differs in cmp.rows]
+    out = _table(["", label_a, label_b, ""], rows)
+    out.append("")
+    for f in cmp.findings:
+        out.append(f"NOT COMPARABLE ({f.rule}) {f.role}: {f.observed}")
+    for w in cmp.warnings:
+        out.append(f"warning: {w}")
+    out.append("comparable: yes" if cmp.comparable else f"comparable: no ({len(cmp.findings)} difference(s)); fix: {RULES['nodes.size-mismatch'].fix}")
+    return out
