@@ -108,3 +108,19 @@ def test_cli_dry_run_and_bad_config(tmp_path):
         f"okdbench nightly: error: {bad}: platforms[0].repeat: 'lots' is not allowed: "
         "input should be a valid integer, unable to parse string as an integer"
     ]
+
+
+def test_hung_platform_is_stopped_at_its_timeout(tmp_path, monkeypatch):
+    import yaml
+
+    cfg_path = write_config(tmp_path)
+    data = yaml.safe_load(cfg_path.read_text())
+    data["platforms"][1]["timeout"] = "4s"
+    cfg_path.write_text(yaml.safe_dump(data))
+    monkeypatch.setenv("NIGHTLY_STREAM", str(tmp_path / "stream.txt"))  # a test that never ends
+    code, summary = run_nightly(load_config(cfg_path), only=["kvm"])
+    assert code == 2
+    (kvm,) = summary["platforms"]
+    assert kvm["error"].startswith("timeout: the session ran longer than 4s")
+    # SIGTERM reached the session: it ended 'aborted' with its records, not as a killed, unfinished run.
+    assert kvm["status"] == "aborted" and kvm["samples"] > 3

@@ -286,6 +286,15 @@ def _runs_included(results_dir: Path) -> tuple[list[dict[str, Any]], list[str]]:
     return runs, list(rs.skipped)
 
 
+def _redact_tree(obj: Any) -> Any:
+    """Every string in a JSON-like tree, redacted (redacting the serialised text could break its syntax)."""
+    if isinstance(obj, dict):
+        return {k: _redact_tree(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_redact_tree(v) for v in obj]
+    return redact_text(obj) if isinstance(obj, str) else obj
+
+
 def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
@@ -412,7 +421,7 @@ def _run_locked(cfg: NightlyConfig, platforms: list[PlatformRun], nightly_id: st
         "retention": {"pruned_jsonl": len(retention.pruned), "freed_bytes": retention.freed_bytes,
                       "kept_without_parquet": len(retention.kept_unsafe)},
     }
-    summary = json.loads(redact_text(json.dumps(summary, default=str)))
+    summary = _redact_tree(json.loads(json.dumps(summary, default=str)))
     summary_path = Path(cfg.reports_dir) / "summary.json"
     try:
         write_json_atomic(summary_path, summary)
