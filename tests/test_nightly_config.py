@@ -22,6 +22,18 @@ def test_example_config_is_valid():
     assert cfg.results_dir == ROOT / "examples" / ".." / "results"
 
 
+def test_example_config_dry_run_names_real_suites_and_specs():
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-m", "okdbench", "nightly", "--config", "examples/nightly.yaml", "--dry-run"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert [ln.split(":")[0] for ln in lines] == ["vsphere", "kvm"]
+    assert "suites/test_builds.py" in lines[1] and "--soak 1800s" in lines[1] and "--repeat 5" in lines[1]
+
+
 def test_cronjob_config_is_valid():
     docs = list(yaml.safe_load_all((ROOT / "examples/scheduling/kubernetes/cronjob.yaml").read_text()))
     cm = next(d for d in docs if d["kind"] == "ConfigMap")
