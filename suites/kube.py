@@ -436,3 +436,27 @@ def condition(obj: dict, type_: str) -> dict | None:
 def condition_is(obj: dict, type_: str, status: str = "True") -> bool:
     c = condition(obj, type_)
     return c is not None and c.get("status") == status
+
+
+def age_s(timestamp: str | None) -> float | None:
+    """Seconds since an API timestamp (RFC 3339, UTC), or None when absent/unreadable."""
+    from datetime import datetime, timezone
+
+    if not timestamp:
+        return None
+    try:
+        then = datetime.fromisoformat(timestamp.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return (datetime.now(timezone.utc) - then).total_seconds()
+
+
+# Something that changed this recently may still be settling (a node joining, a CSR about to be
+# approved); older trouble is stuck and waiting for it only delays the verdict.
+SETTLING_S = 600.0
+
+
+def settling(timestamp: str | None) -> bool:
+    age = age_s(timestamp)
+    return age is not None and age < SETTLING_S
+

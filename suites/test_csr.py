@@ -7,7 +7,7 @@ import time
 import pytest
 
 from provision.csr import evaluate_csr
-from suites.kube import Informer, condition_is, path_for
+from suites.kube import Informer, condition_is, path_for, settling
 
 CSRS = path_for("certificates.k8s.io/v1", "certificatesigningrequests")
 
@@ -19,9 +19,11 @@ def _decided(csr: dict) -> bool:
 @pytest.mark.criterion("csr")
 def test_csr(kube, record, note, suite_options, fail_with_evidence):
     nodes = {n["metadata"]["name"] for n in kube.list(path_for("v1", "nodes"))}
-    # A CSR submitted seconds ago is normal (the machine approver is about to act): give it --wait-ready.
+    # A CSR submitted minutes ago is normal (the machine approver is about to act): give recent ones
+    # up to --wait-ready; an old pending CSR is stuck and fails at once.
     informer = Informer(kube, CSRS)
-    informer.run(done=lambda: all(_decided(c) for c in informer.cache.values()),
+    informer.run(done=lambda: not any(not _decided(c) and settling(c["metadata"].get("creationTimestamp"))
+                                      for c in informer.cache.values()),
                  until=time.monotonic() + suite_options.wait_ready)
     csrs = list(informer.cache.values())
     pending = sorted(c["metadata"]["name"] for c in csrs if not _decided(c))

@@ -9,7 +9,7 @@ from datetime import datetime
 import pytest
 
 from suites.conftest import node_role
-from suites.kube import Informer, condition, condition_is, path_for
+from suites.kube import Informer, condition, condition_is, path_for, settling
 
 
 def _ts(value: str | None) -> datetime | None:
@@ -26,9 +26,11 @@ def test_nodes_ready(kube, cluster, record, note, suite_options, fail_with_evide
         expected = {role: cluster.spec.count(role) for role in ("master", "worker") if cluster.spec.count(role)}
 
     def settled(nodes: list[dict]) -> bool:
+        """Nothing left worth waiting for: all Ready, or the NotReady ones have been so for long."""
         counts = Counter(node_role(n) for n in nodes)
-        return bool(nodes) and all(condition_is(n, "Ready") for n in nodes) and all(
-            counts.get(r, 0) >= c for r, c in expected.items())
+        joining = [n for n in nodes if not condition_is(n, "Ready") and (
+            settling((condition(n, "Ready") or {}).get("lastTransitionTime")) or settling(n["metadata"].get("creationTimestamp")))]
+        return bool(nodes) and not joining and all(counts.get(r, 0) >= c for r, c in expected.items())
 
     # Nodes that are still joining get --wait-ready seconds, watched (not polled).
     informer = Informer(kube, path_for("v1", "nodes"))

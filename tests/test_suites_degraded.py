@@ -5,6 +5,7 @@ into the run folder (redacted) and the criterion detail says where."""
 from __future__ import annotations
 
 import re
+import time
 from pathlib import Path
 
 import pytest
@@ -116,3 +117,38 @@ def test_without_oc_no_evidence_is_promised(tmp_path):
         fc.stop()
     assert run.status("registry") == ["failed"]
     assert "must-gather" not in run.detail("registry")
+
+
+def test_stuck_trouble_is_not_waited_for(tmp_path):
+    # A pending CSR from long ago and a node NotReady since long ago: stuck, not settling. The
+    # criteria decide from the first list and never open a watch, whatever --wait-ready says.
+    from tests.fakekube.controllers import set_condition
+
+    fc = FakeCluster(tmp_path / "fake").start()
+    try:
+        scenarios.healthy_okd(fc, ready_after_s=None)
+        old = "2021-08-03T09:00:00Z"
+        stale = scenarios.pending_csr(fc, name="csr-stale")
+        stale["metadata"]["creationTimestamp"] = old
+        fc.store.delete(fc.res("certificatesigningrequests"), None, "csr-stale")
+        fc.store.create(fc.res("certificatesigningrequests"), None, stale)
+        worker = scenarios.node_names(fc, "worker")[0]
+
+        def dead(node: dict) -> None:
+            set_condition(node, "Ready", "Unknown", "NodeStatusUnknown", "Kubelet stopped posting node status.")
+            for c in node["status"]["conditions"]:
+                if c["type"] == "Ready":
+                    c["lastTransitionTime"] = old
+
+        fc.patch("nodes", worker, dead)
+        # The scenario's own late CSR is approved 0.6 s after start: let that settle first.
+        for _ in range(200):
+            if "conditions" in fc.get("certificatesigningrequests", "csr-late1").get("status", {}):
+                break
+            time.sleep(0.05)
+        run = run_suites(fc, tmp_path / "results", "suites/test_csr.py", "suites/test_nodes.py", "--wait-ready", "600")
+    finally:
+        fc.stop()
+    assert run.status("csr") == ["failed"] and "csr-stale" in run.detail("csr")
+    assert run.status("nodes-ready") == ["failed"] and worker in run.detail("nodes-ready")
+    assert not [r for r in fc.requests if r.watch]
