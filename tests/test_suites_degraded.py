@@ -143,7 +143,8 @@ def test_stuck_trouble_is_not_waited_for(tmp_path):
         fc.patch("nodes", worker, dead)
         # The scenario's own late CSR is approved 0.6 s after start: let that settle first.
         for _ in range(200):
-            if "conditions" in fc.get("certificatesigningrequests", "csr-late1").get("status", {}):
+            late = [c for c in fc.list("certificatesigningrequests") if c["metadata"]["name"] == "csr-late1"]
+            if late and late[0].get("status", {}).get("conditions"):
                 break
             time.sleep(0.05)
         run = run_suites(fc, tmp_path / "results", "suites/test_csr.py", "suites/test_nodes.py", "--wait-ready", "600")
