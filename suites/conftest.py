@@ -85,8 +85,9 @@ def _suite_options(config: pytest.Config) -> SuiteOptions:
 _options_key = pytest.StashKey[SuiteOptions]()
 
 
+@pytest.hookimpl(tryfirst=True)
 def pytest_configure(config: pytest.Config) -> None:
-    # Bad options stop the run before anything touches the cluster: one line, no traceback.
+    # Bad options stop the run before anything touches the cluster or creates a run folder.
     config.stash[_options_key] = _suite_options(config)
 
 

@@ -107,3 +107,4 @@ def test_bad_suite_option_is_one_line_before_any_work(tmp_path):
     assert proc.returncode != 0
     assert "Traceback" not in proc.stdout + proc.stderr
     assert "--image: unknown image name 'foi'" in proc.stderr
+    assert not (tmp_path / "r").exists() or not any((tmp_path / "r").iterdir())  # no half-made run folder
