@@ -1,0 +1,40 @@
+"""Shared by the test-guest suites (guest_boot, guest_probes): wait for the VMs, pair them with the spec."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from provision import guestlog
+
+log = logging.getLogger("okdbench.suites.guests")
+
+NOT_A_GUEST = "no test guest (pass --spec of a spec with okd.guest: testguest)"
+
+
+def guest_timeout_s(spec) -> float:
+    # Boot (~7-11 s under emulation) plus one probe round (~10-20 s) per repetition, with slack for a loaded host.
+    return 180.0 + 90.0 * guestlog.guest_repeat(spec.kvm.kernel_args if spec.kvm else None)
+
+
+def load_guests(request, okdbench_config, run_writer) -> list[guestlog.Guest]:
+    """Shared by the guest suites: skip unless a test-guest spec was provisioned, then wait for every VM."""
+    spec = okdbench_config.spec
+    if spec is None or spec.okd.guest != "testguest":
+        pytest.skip(NOT_A_GUEST)
+    result = request.getfixturevalue("infra")
+    facts = dict(run_writer.info.hypervisor or result.facts or {})
+    if "domain_type" in facts and "emulated" not in facts:
+        # Management reads "emulated: true" next to every number measured under TCG.
+        facts["emulated"] = facts["domain_type"] != "kvm"
+        run_writer.update_info(hypervisor=facts)
+
+    def progress(done, pending, elapsed):
+        log.info("guests finished %d/%d after %.1f s%s", len(done), len(done) + len(pending), elapsed,
+                 f" (waiting for {', '.join(pending)})" if pending else "")
+
+    try:
+        return guestlog.collect_guests(spec, result, guest_timeout_s(spec), progress=progress)
+    except guestlog.GuestTimeout as exc:
+        pytest.fail(str(exc), pytrace=False)

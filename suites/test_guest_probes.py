@@ -1,0 +1,90 @@
+"""In-guest probes of each test-guest VM: CPU, etcd-style fdatasync, sequential write, guest-to-guest RTT.
+
+The guest runs every probe okdbench.repeat times in one boot (cheaper than rebooting: a boot costs
+~7-11 s under emulation, a probe round ~5 s) and prints `OKDBENCH probe <name> rep=<i> ...`;
+repetition i of each benchmark here records rep=i of every guest. The etcd-style check follows
+etcd's guidance (fio --rw=write --bs=2300 --fdatasync=1): sequential 2300-byte writes, each followed
+by fdatasync, p99 latency and IOPS.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from provision import guestlog
+from suites.guests import load_guests
+
+
+@pytest.fixture(scope="module")
+def guests(request, okdbench_config, run_writer) -> list[guestlog.Guest]:
+    return load_guests(request, okdbench_config, run_writer)
+
+
+@pytest.fixture
+def repetition(request) -> int:
+    callspec = getattr(request.node, "callspec", None)
+    return int(callspec.params.get("_okdbench_repetition", 0)) if callspec else 0
+
+
+def _probe_results(guests, name: str, rep: int, okdbench_config) -> list[tuple[guestlog.Guest, dict[str, str]]]:
+    args = okdbench_config.spec.kvm.kernel_args if okdbench_config.spec.kvm else ""
+    requested = next((w.split("=", 1)[1].split(",") for w in (args or "").split() if w.startswith("okdbench.probes=")), [])
+    if name not in requested:
+        pytest.skip(f"probe {name} not requested (add it to okdbench.probes= in kvm.kernel_args)")
+    ran = guestlog.guest_repeat(args)
+    if rep >= ran:
+        pytest.fail(f"the guests ran {ran} repetition(s); set okdbench.repeat={rep + 1} in kvm.kernel_args", pytrace=False)
+    out, bad = [], []
+    for g in guests:
+        found = [kv for kv in g.report.probe(name) if kv.get("rep") == str(rep)]
+        if not found:
+            bad.append(f"{g.machine.name}: no result")
+        elif "error" in found[0]:
+            bad.append(f"{g.machine.name}: {found[0]['error']}")
+        else:
+            out.append((g, found[0]))
+    assert not bad, f"probe {name} rep {rep}: " + "; ".join(bad)
+    return out
+
+
+def _num(kv: dict[str, str], key: str, node: str) -> float:
+    value = float(kv.get(key, "nan"))
+    assert math.isfinite(value) and value > 0, f"{node}: {key}={kv.get(key)!r} is not a positive number"
+    return value
+
+
+@pytest.mark.benchmark
+def test_cpu_hash_throughput(guests, record, repetition, okdbench_config):
+    for g, kv in _probe_results(guests, "cpu", repetition, okdbench_config):
+        record("guest.cpu.sha256", _num(kv, "mbps", g.machine.name), "MB/s", better="higher",
+               node=g.machine.name, buffer_mib=int(kv.get("mib", 0)))
+
+
+@pytest.mark.benchmark
+def test_etcd_style_fdatasync_latency(guests, record, repetition, okdbench_config):
+    for g, kv in _probe_results(guests, "fsync", repetition, okdbench_config):
+        node = g.machine.name
+        p50, p99, iops = _num(kv, "p50_ms", node), _num(kv, "p99_ms", node), _num(kv, "iops", node)
+        assert p99 >= p50, f"{node}: p99 {p99} ms < p50 {p50} ms"
+        labels = {"node": node, "disk": kv.get("disk", ""), "write_bytes": int(kv.get("bytes", 0)), "writes": int(kv.get("count", 0))}
+        record("guest.disk.fdatasync.p99", p99, "ms", **labels)
+        record("guest.disk.fdatasync.p50", p50, "ms", **labels)
+        record("guest.disk.fdatasync.iops", iops, "IOPS", better="higher", **labels)
+
+
+@pytest.mark.benchmark
+def test_sequential_write_throughput(guests, record, repetition, okdbench_config):
+    for g, kv in _probe_results(guests, "seqwrite", repetition, okdbench_config):
+        record("guest.disk.seqwrite", _num(kv, "mbps", g.machine.name), "MB/s", better="higher",
+               node=g.machine.name, disk=kv.get("disk", ""), mib=int(kv.get("mib", 0)))
+
+
+@pytest.mark.benchmark
+def test_guest_to_guest_round_trip(guests, record, repetition, okdbench_config):
+    for g, kv in _probe_results(guests, "rtt", repetition, okdbench_config):
+        node = g.machine.name
+        record("guest.net.rtt.avg", _num(kv, "avg_ms", node), "ms", node=node, peer=kv.get("peer", ""))
+        loss = float(kv.get("loss_pct", "0"))
+        assert loss < 50, f"{node}: {loss:.0f}% packet loss to {kv.get('peer')}"
