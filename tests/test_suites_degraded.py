@@ -147,9 +147,14 @@ def test_stuck_trouble_is_not_waited_for(tmp_path):
             if late and late[0].get("status", {}).get("conditions"):
                 break
             time.sleep(0.05)
-        run = run_suites(fc, tmp_path / "results", "suites/test_csr.py", "suites/test_nodes.py", "--wait-ready", "600")
+        run = run_suites(fc, tmp_path / "results", "suites/test_csr.py", "suites/test_nodes.py", "--wait-ready", "600",
+                         "--must-gather", "full", oc=True)
     finally:
         fc.stop()
     assert run.status("csr") == ["failed"] and "csr-stale" in run.detail("csr")
     assert run.status("nodes-ready") == ["failed"] and worker in run.detail("nodes-ready")
     assert not [r for r in fc.requests if r.watch]
+    # --must-gather full: oc adm must-gather, not an inspect of the failing objects only.
+    full = run.run_dir / "must-gather" / "csr"
+    assert (full / "cluster-scoped-resources" / "config.openshift.io" / "clusteroperators" / "etcd.yaml").is_file()
+    assert "oc adm must-gather" in (full / "oc-result.txt").read_text()
