@@ -65,6 +65,7 @@ def audit_spec(spec: ClusterSpec, *, insecure: bool = False, names: list[str] | 
         where = spec.kvm.uri if spec.platform == "kvm" and spec.kvm else (spec.vsphere.host if spec.vsphere else "?")
         raise AuditUnavailable(f"no VM of cluster {spec.name} found on {where} (matched by the spec's MACs and names "
                                f"{spec.name}-<node>); provision it first or check --spec")
+    infos = sorted(infos, key=lambda i: (compare.ROLES.index(i.role) if i.role in compare.ROLES else 9, i.name))
     findings += compare.size_drift(infos, spec)
     log.info("audit: %d VMs, %d findings in %.1fs", len(infos), len(findings), time.monotonic() - start)
     return AuditResult(spec.platform, sort_findings(findings), infos, facts)

@@ -24,7 +24,8 @@ def criterion_summary(findings: list[Finding], n_vms: int) -> str:
         where = sorted({f.node or f.vm for f in fs})
         shown = ", ".join(where[:3]) + (f" +{len(where) - 3}" if len(where) > 3 else "")
         parts.append(f"{fs[0].severity} {rule} [{shown}] {fs[0].observed}")
-    return f"{len(findings)} findings on {n_vms} VM(s) ({_counts(findings)}): " + "; ".join(parts)
+    noun = "finding" if len(findings) == 1 else "findings"
+    return f"{len(findings)} {noun} on {n_vms} VM(s) ({_counts(findings)}): " + "; ".join(parts)
 
 
 def _table(header: list[str], rows: list[list[str]]) -> list[str]:

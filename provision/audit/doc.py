@@ -1,0 +1,42 @@
+"""docs/audit-rules.md from the rule table, so the README's table and the code cannot disagree.
+
+    python -m provision.audit.doc > docs/audit-rules.md
+"""
+
+from __future__ import annotations
+
+from provision.audit.rules import RULES, severity_rank
+
+INTRO = """\
+# Platform audit rules
+
+`okdbench audit --spec S` and the `platform-audit` suite criterion read the node VMs on the
+hypervisor (libvirt domain XML for KVM, pyvmomi for vSphere) and report these settings. The
+criterion fails on `critical` and `high` findings (`OKDBENCH_AUDIT_FAIL_ON=critical|high|medium|low|never`
+changes that); every finding is recorded as a sample `audit.findings.count` (labels severity,
+node, rule), in the criterion detail, and in full in `results/<run>/audit.json`.
+`okdbench audit --spec A --spec B` is the fair-comparison check (`nodes.size-mismatch`).
+
+KVM overcommit counts the vCPUs of the host's running domains plus the audited ones (defined
+but not yet started) against the host's online CPUs (libvirt `getCPUMap`); limits 1.5:1 where
+masters or the bootstrap run, 4:1 otherwise. CPU models are expanded to their features by
+libvirt itself (`baselineCPU` with `EXPAND_FEATURES`), so a custom model passes when it and its
+`<feature>` elements provide x86-64-v2 (cx16, lahf_lm, popcnt, pni, sse4.1, sse4.2, ssse3).
+
+"""
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def render_markdown() -> str:
+    rows = ["| id | platform | severity | bad | good | why | fix |", "|---|---|---|---|---|---|---|"]
+    order = {"kvm": 0, "vsphere": 1, "both": 2}
+    for r in sorted(RULES.values(), key=lambda r: (order[r.platform], severity_rank(r.severity))):
+        rows.append("| " + " | ".join(_cell(c) for c in (f"`{r.id}`", r.platform, r.severity, r.bad, r.good, r.why, r.fix)) + " |")
+    return "\n".join(rows) + "\n"
+
+
+if __name__ == "__main__":
+    print(INTRO + render_markdown(), end="")

@@ -1,0 +1,122 @@
+"""`okdbench audit`: one spec audits its VMs; two specs check the clusters are sized alike."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from okdbench.cli import main
+from provision.audit import compare
+from provision.spec import parse_spec
+from tests.test_audit_suite import kvm_spec, kvm_spec_data, write_spec
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def vsphere_data(name: str = "okd-vs", **node_overrides) -> dict:
+    nodes = [{"role": "master", "count": 3, "vcpu": 4, "memory": "16GiB", "disk": "120GiB"},
+             {"role": "worker", "count": 2, "vcpu": 8, "memory": "32GiB", "disk": "120GiB"}]
+    for n in nodes:
+        n.update(node_overrides.get(n["role"], {}))
+    return {"name": name, "base_domain": "example.test", "platform": "vsphere",
+            "network": {"machine_cidr": "198.18.60.0/24"}, "nodes": nodes,
+            "vsphere": {"host": "127.0.0.1", "port": 9, "datacenter": "DC0", "cluster": "C0", "datastore": "DS0",
+                        "network": "VM Network", "template": "fcos"}}
+
+
+def kvm_data(name: str = "okd-kvm") -> dict:
+    data = vsphere_data(name)
+    data.pop("vsphere")
+    return {**data, "platform": "kvm", "kvm": {"tuning": {"cpu_mode": "host-passthrough"}}}
+
+
+def test_same_sizes_are_comparable(tmp_path, capsys):
+    a, b = write_spec(tmp_path, kvm_data()), write_spec(tmp_path, vsphere_data())
+    assert main(["audit", "--spec", str(a), "--spec", str(b)]) == 0
+    out = capsys.readouterr().out
+    assert "master vCPU" in out and "comparable: yes" in out
+    # the vSphere side's disk type lives in the template: said, not guessed
+    assert "disk provisioning not verified" in out
+
+
+def test_different_sizes_are_not_comparable(tmp_path, capsys):
+    a = write_spec(tmp_path, kvm_data())
+    b = write_spec(tmp_path, vsphere_data(worker={"vcpu": 4, "count": 3}))
+    assert main(["audit", "--spec", str(a), "--spec", str(b)]) == 1
+    out = capsys.readouterr().out
+    assert "NOT COMPARABLE (nodes.size-mismatch) worker: vCPU: okd-kvm (kvm) 8 vs okd-vs (vsphere) 4" in out
+    assert "worker: count" in out and "comparable: no (2 difference(s))" in out
+
+
+def test_compare_flags_thin_against_thick():
+    infos = lambda prov: [compare.VmInfo(name=f"m{i}", machine=f"master-{i}", role="master", vcpu=4, memory_mib=16384,  # noqa: E731
+                                         disk_gib=120, disk="x", provisioning=prov) for i in range(3)]
+    cmp = compare.compare(compare.side_from_vms("kvm", "kvm", infos("thin")),
+                          compare.side_from_vms("vs", "vsphere", infos("thick")))
+    assert [f.observed for f in cmp.findings] == ["disk provisioning: kvm thin vs vs thick"]
+    same = compare.compare(compare.side_from_vms("kvm", "kvm", infos("thick")),
+                           compare.side_from_vms("vs", "vsphere", infos("thick")))
+    assert same.comparable and not same.warnings
+
+
+def test_uneven_role_is_not_comparable():
+    vms = [compare.VmInfo(name=f"w{i}", machine="", role="worker", vcpu=v, memory_mib=8192, disk_gib=100, disk="x",
+                          provisioning="thin") for i, v in enumerate((4, 8))]
+    even = [compare.VmInfo(**{**vms[0].__dict__, "name": f"e{i}"}) for i in range(2)]
+    cmp = compare.compare(compare.side_from_vms("a", "kvm", vms), compare.side_from_vms("b", "kvm", even))
+    assert any("uneven within a" in f.observed for f in cmp.findings)
+
+
+def test_single_spec_audits_the_vms(tmp_path, capsys):
+    spec_path, _ = kvm_spec(tmp_path, "bad")
+    assert main(["audit", "--spec", str(spec_path)]) == 1
+    out = capsys.readouterr().out
+    assert "critical  kvm.cpu-model" in out and "fixes:" in out and "kvm.tuning.cpu_mode: host-passthrough" in out
+    assert main(["audit", "--spec", str(spec_path), "--fail-on", "never", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert {f["rule"] for f in data["findings"]} >= {"kvm.cpu-model", "kvm.disk-bus", "kvm.memballoon"}
+    assert [v["machine"] for v in data["vms"]] == ["master-0", "worker-0"]
+
+
+def test_single_spec_clean(tmp_path, capsys):
+    spec_path, _ = kvm_spec(tmp_path, "good")
+    assert main(["audit", "--spec", str(spec_path)]) == 0
+    assert "no findings" in capsys.readouterr().out
+
+
+def test_live_comparison_reads_the_hypervisor(tmp_path, capsys):
+    spec_path, data = kvm_spec(tmp_path, "good")
+    other = tmp_path / "other"
+    other.mkdir()
+    spec_b, _ = kvm_spec(other, "good")
+    assert main(["audit", "--spec", str(spec_path), "--spec", str(spec_b), "--live"]) == 0
+    out = capsys.readouterr().out
+    assert "virtio qcow2 cache=none io=native (thin)" in out and "comparable: yes" in out
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--spec", "/nonexistent.yaml"], "--spec: /nonexistent.yaml does not exist"),
+    (["--spec", "{a}", "--spec", "{a}", "--spec", "{a}"], "--spec: given 3 times"),
+    (["--spec", "{unreachable}"], "kvm.uri: cannot connect to libvirt at qemu+tcp://127.0.0.1:9/system"),
+])
+def test_bad_input_is_one_line_exit_2(tmp_path, args, message):
+    a = write_spec(tmp_path, kvm_data())
+    unreachable = write_spec(tmp_path, kvm_spec_data("aud", "qemu+tcp://127.0.0.1:9/system"))
+    argv = [x.format(a=a, unreachable=unreachable) for x in args]
+    proc = subprocess.run([sys.executable, "-m", "okdbench", "audit", *argv], cwd=ROOT, capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 2, proc.stderr
+    lines = [line for line in proc.stderr.strip().splitlines() if not line.startswith("INFO ")]  # progress is fine
+    assert len(lines) == 1 and lines[0].startswith("okdbench audit: error: ") and message in lines[0], proc.stderr
+
+
+def test_rule_table_doc_is_generated_from_the_rules():
+    from provision.audit.doc import render_markdown
+
+    doc = (ROOT / "docs" / "audit-rules.md").read_text()
+    assert render_markdown() in doc, "docs/audit-rules.md is stale: python -m provision.audit.doc > docs/audit-rules.md"

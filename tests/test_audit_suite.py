@@ -1,0 +1,186 @@
+"""suites/test_platform_audit.py run as a user runs it (pytest in a subprocess), against real components:
+libvirt's test driver loaded with the spec's domains, govmomi's simulator, and the fake Kubernetes API
+for the node names. Checks what lands in the run folder: criterion, samples, run.json nodes, audit.json.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+import yaml
+
+from provision.spec import parse_spec
+from results.store import load_runs
+from tests.support.vcsim import wait_task
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = Path(__file__).parent / "data" / "audit"
+
+
+def run_suite(tmp_path: Path, *args: str, env: dict | None = None):
+    results = tmp_path / "results"
+    cmd = [sys.executable, "-m", "pytest", "suites/test_platform_audit.py", "--results-dir", str(results),
+           "-p", "no:cacheprovider", "-q", *args]
+    proc = subprocess.run(cmd, cwd=ROOT, env={**os.environ, **(env or {})}, capture_output=True, text=True, timeout=120)
+    runs = load_runs([results])
+    assert runs.runs, proc.stdout + proc.stderr
+    return proc, runs, results / runs.runs[0].run_id
+
+
+def criterion(runs) -> tuple[str, str]:
+    c = runs.criteria[runs.criteria["criterion"] == "platform-audit"]
+    assert len(c) == 1, runs.criteria
+    return c["status"].iloc[0], c["detail"].iloc[0]
+
+
+def samples(runs, metric: str) -> list[tuple[float, dict]]:
+    s = runs.samples[runs.samples["metric"] == metric]
+    return [(v, json.loads(lab)) for v, lab in zip(s["value"], s["labels"])]
+
+
+def write_spec(tmp_path: Path, data: dict) -> Path:
+    path = tmp_path / f"{data['name']}.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+# ---------------------------------------------------------------------------- KVM via libvirt's test driver
+
+def kvm_spec_data(name: str, uri: str) -> dict:
+    return {"name": name, "base_domain": "example.test", "platform": "kvm",
+            "network": {"machine_cidr": "198.18.40.0/24"},
+            "nodes": [{"role": "master", "count": 1, "vcpu": 2, "memory": "256MiB", "disk": "1GiB"},
+                      {"role": "worker", "count": 1, "vcpu": 1, "memory": "256MiB", "disk": "1GiB"}],
+            "kvm": {"uri": uri}}
+
+
+def libvirt_test_host(tmp_path: Path, spec_data: dict, master_kind: str) -> Path:
+    """A libvirt test-driver host holding the spec's VMs: master from kvm-<master_kind>.xml, worker from kvm-good.xml."""
+    spec = parse_spec(spec_data)
+    node = ET.fromstring("<node><cpu><nodes>1</nodes><sockets>1</sockets><cores>4</cores><threads>1</threads>"
+                         "<active>4</active><mhz>2000</mhz><model>x86_64</model></cpu><memory>8388608</memory></node>")
+    for m, kind in zip(spec.machines(), (master_kind, "good")):
+        dom = ET.parse(DATA / f"kvm-{kind}.xml").getroot()
+        dom.set("type", "test")
+        dom.find("name").text = f"{spec.name}-{m.name}"
+        dom.find("vcpu").text = str(m.vcpu)
+        dom.find("devices/interface/mac").set("address", m.mac)
+        node.append(dom)
+    path = tmp_path / "host.xml"
+    ET.ElementTree(node).write(path)
+    return path
+
+
+def kvm_spec(tmp_path: Path, master_kind: str) -> tuple[Path, dict]:
+    data = kvm_spec_data("aud", "test:///placeholder")
+    host = libvirt_test_host(tmp_path, data, master_kind)
+    data["kvm"]["uri"] = f"test://{host}"
+    return write_spec(tmp_path, data), data
+
+
+def _label_nodes_by_ip(fake_cluster, spec_data: dict) -> dict[str, str]:
+    """Give the fake cluster's first nodes the spec machines' IPs, as DHCP reservations would: machine -> node name."""
+    spec = parse_spec(spec_data)
+    names = [n["metadata"]["name"] for n in fake_cluster.list("nodes")]
+    out = {}
+    for m, node in zip(spec.machines(), names):
+        def patch(o, ip=str(m.ip)):
+            o["status"]["addresses"] = [{"type": "InternalIP", "address": ip}, {"type": "Hostname", "address": o["metadata"]["name"]}]
+        fake_cluster.patch("nodes", node, patch)
+        out[m.name] = node
+    return out
+
+
+def test_kvm_findings_fail_the_criterion_and_are_recorded(tmp_path, fake_cluster):
+    spec_path, data = kvm_spec(tmp_path, "bad")
+    nodes = _label_nodes_by_ip(fake_cluster, data)
+    proc, runs, run_dir = run_suite(tmp_path, "--platform=kvm", "--label=kvm-default", "--spec", str(spec_path),
+                                    "--kubeconfig", str(fake_cluster.kubeconfig))
+    status, detail = criterion(runs)
+    assert status == "failed", proc.stdout
+    assert detail.startswith("critical") is False and "critical kvm.cpu-model" in detail and "kvm.disk-cache" in detail
+    counts = samples(runs, "audit.findings.count")
+    cpu = [lab for _, lab in counts if lab["rule"] == "kvm.cpu-model"]
+    assert cpu == [{"severity": "critical", "node": nodes["master-0"], "rule": "kvm.cpu-model"}]
+    totals = {lab["severity"]: v for v, lab in samples(runs, "audit.findings.total")}
+    assert set(totals) == {"critical", "high", "medium", "low"} and totals["critical"] == 1
+    assert sum(v for v, _ in counts) == sum(totals.values())
+    info = json.loads((run_dir / "run.json").read_text())
+    assert [(n["role"], n["count"], n["vcpu"], n["memory_mib"]) for n in info["nodes"]] == [("master", 1, 2, 256), ("worker", 1, 1, 256)]
+    full = json.loads((run_dir / "audit.json").read_text())
+    assert {f["vm"] for f in full["findings"]} == {"aud-master-0"}
+    assert all(f["fix"] for f in full["findings"])
+
+
+def test_kvm_tuned_vms_pass_with_no_findings(tmp_path, fake_cluster):
+    spec_path, _ = kvm_spec(tmp_path, "good")
+    proc, runs, _ = run_suite(tmp_path, "--platform=kvm", "--label=kvm-tuned", "--spec", str(spec_path),
+                              "--kubeconfig", str(fake_cluster.kubeconfig))
+    assert criterion(runs) == ("passed", "no findings on 2 VM(s)"), proc.stdout
+    assert samples(runs, "audit.findings.count") == []
+    assert sorted(v for v, _ in samples(runs, "audit.findings.total")) == [0, 0, 0, 0]
+
+
+def test_fail_threshold_never_records_without_failing(tmp_path, fake_cluster):
+    spec_path, _ = kvm_spec(tmp_path, "bad")
+    proc, runs, _ = run_suite(tmp_path, "--platform=kvm", "--spec", str(spec_path), "--kubeconfig",
+                              str(fake_cluster.kubeconfig), env={"OKDBENCH_AUDIT_FAIL_ON": "never"})
+    status, detail = criterion(runs)
+    assert status == "passed" and "kvm.cpu-model" in detail, proc.stdout
+
+
+def test_skips_in_one_line_without_spec(tmp_path):
+    proc, runs, _ = run_suite(tmp_path, "--platform=kvm")
+    assert criterion(runs) == ("skipped", "platform audit needs --spec to find the node VMs on the hypervisor (none given)")
+
+
+def test_skips_in_one_line_when_hypervisor_unreachable(tmp_path, fake_cluster):
+    # Port 9 on loopback: nothing listens; the connection is refused at once.
+    spec_path = write_spec(tmp_path, kvm_spec_data("aud", "qemu+tcp://127.0.0.1:9/system"))
+    proc, runs, _ = run_suite(tmp_path, "--platform=kvm", "--spec", str(spec_path), "--kubeconfig", str(fake_cluster.kubeconfig))
+    status, detail = criterion(runs)
+    assert status == "skipped" and detail.startswith("platform audit: no hypervisor access: kvm.uri: cannot connect to libvirt")
+    assert "\n" not in detail and "Traceback" not in proc.stdout
+
+
+# ---------------------------------------------------------------------------- vSphere via the simulator
+
+def test_vsphere_findings_labelled_by_provider_id(tmp_path, vcsim_fresh, fake_cluster):
+    from pyVmomi import vim
+
+    from provision.audit import collect_vsphere
+
+    si = vcsim_fresh.connect()
+    vms = {props["name"]: vm for vm, props in collect_vsphere.retrieve(si)}
+    wait_task(vms["DC0_H0_VM0"].Rename_Task("okdvs-master-0"))
+    wait_task(vms["DC0_H0_VM1"].Rename_Task("okdvs-worker-0"))
+    wait_task(vms["DC0_H0_VM1"].ReconfigVM_Task(vim.vm.ConfigSpec(numCPUs=2)))  # drifted from the spec
+    uuid = vms["DC0_H0_VM0"].config.uuid
+    node = fake_cluster.list("nodes")[0]["metadata"]["name"]
+    fake_cluster.patch("nodes", node, lambda o: o.setdefault("spec", {}).update(providerID=f"vsphere://{uuid}"))
+    spec_path = write_spec(tmp_path, {
+        "name": "okdvs", "base_domain": "example.test", "platform": "vsphere",
+        "network": {"machine_cidr": "198.18.50.0/24"},
+        "nodes": [{"role": "master", "count": 1, "vcpu": 1, "memory": "32MiB", "disk": "1GiB"},
+                  {"role": "worker", "count": 1, "vcpu": 1, "memory": "32MiB", "disk": "1GiB"}],
+        "vsphere": {"host": vcsim_fresh.host, "port": vcsim_fresh.port, "datacenter": "DC0", "cluster": "DC0_C0",
+                    "datastore": "LocalDS_0", "network": "VM Network", "template": "okd-template",
+                    "ca_bundle": str(vcsim_fresh.ca_bundle)},
+    })
+    proc, runs, run_dir = run_suite(tmp_path, "--platform=vsphere", "--spec", str(spec_path), "--kubeconfig",
+                                    str(fake_cluster.kubeconfig), env=vcsim_fresh.env())
+    status, detail = criterion(runs)
+    assert status == "failed" and "critical vsphere.hw-version" in detail, proc.stdout
+    labels = [lab for _, lab in samples(runs, "audit.findings.count")]
+    assert {"severity": "critical", "node": node, "rule": "vsphere.disk-uuid"} in labels
+    assert {"severity": "high", "node": "okdvs-worker-0", "rule": "nodes.size-drift"} in labels
+    info = json.loads((run_dir / "run.json").read_text())
+    assert [(n["role"], n["vcpu"]) for n in info["nodes"]] == [("master", 1), ("worker", 2)]
+    for f in run_dir.iterdir():
+        assert vcsim_fresh.password not in f.read_text(errors="replace"), f"password leaked into {f.name}"
