@@ -46,6 +46,8 @@ def connect(spec: ClusterSpec) -> Iterator:
                        "(systemctl start libvirtd) or fix kvm.uri") from None
     try:
         yield conn
+    except libvirt.libvirtError as exc:
+        raise KvmError(f"kvm: libvirt at {uri} refused: {_msg(exc)}") from None
     finally:
         conn.close()
 
@@ -230,6 +232,17 @@ def create(conn, spec: ClusterSpec, plan: Plan, network_xml: str, volume_xmls: l
 # ------------------------------------------------------------------ destroy
 
 
+def _stop(obj) -> None:
+    """Stop a domain/network; one that stops by itself meanwhile (test guests power off) is fine."""
+    libvirt = _quiet_libvirt()
+    try:
+        if obj.isActive():
+            obj.destroy()
+    except libvirt.libvirtError as exc:
+        if exc.get_error_code() not in (libvirt.VIR_ERR_OPERATION_INVALID, libvirt.VIR_ERR_NO_DOMAIN):
+            raise
+
+
 def destroy(conn, spec: ClusterSpec, only_nodes: set[str] | None = None) -> list[str]:
     """Remove this cluster's domains, their volumes and the network (or just `only_nodes`)."""
     libvirt = _quiet_libvirt()
@@ -243,8 +256,7 @@ def destroy(conn, spec: ClusterSpec, only_nodes: set[str] | None = None) -> list
         for src in ET.fromstring(dom.XMLDesc(0)).findall("devices/disk/source"):
             if src.get("volume"):
                 volume_paths.add(f"{src.get('pool')}/{src.get('volume')}")
-        if dom.isActive():
-            dom.destroy()
+        _stop(dom)
         dom.undefineFlags(getattr(libvirt, "VIR_DOMAIN_UNDEFINE_NVRAM", 0))
         removed.append(f"domain {dom.name()}")
     if only_nodes is None:
@@ -253,8 +265,7 @@ def destroy(conn, spec: ClusterSpec, only_nodes: set[str] | None = None) -> list
         if net is not None and info and info.get("name") == spec.name:
             for v in filter(None, info["volumes"].split(",")):
                 volume_paths.add(f"{kvm.storage_pool}/{v}")
-            if net.isActive():
-                net.destroy()
+            _stop(net)
             net.undefine()
             removed.append(f"network {net.name()}")
     for ref in sorted(volume_paths):
