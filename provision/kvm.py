@@ -114,7 +114,12 @@ def provision(spec: ClusterSpec, workdir: Path, *, insecure: bool = False,
     result = ProvisionResult(platform="kvm", cluster=spec.name, vms=vms, timings={"provision.vms.duration": seconds},
                              facts=facts, workdir=workdir, kubeconfig=None, findings=[])
     if spec.okd.guest == "fcos":
-        _start_lb(spec, workdir)
+        try:
+            _start_lb(spec, workdir)
+        except BaseException:
+            with kvm_provision.connect(spec) as conn:
+                kvm_provision.destroy(conn, spec)
+            raise
     return result
 
 
@@ -170,7 +175,7 @@ def _start_lb(spec: ClusterSpec, workdir: Path | None, *, reload: bool = False) 
     if proc.returncode != 0:
         err = (proc.stderr.strip().splitlines() or ["?"])[-1]
         raise kvm_provision.KvmError(f"kvm: cannot start haproxy for {spec.name}: {err}; "
-                                     "install haproxy or free ports 6443/22623/80/443 on the LB address")
+                                     "install haproxy or free ports 6443/22623/80/443 on the LB address; the cluster's VMs were removed")
     log.info("kvm: haproxy %s for %s (%s)", "reloaded" if reload else "started", spec.name, cfg)
 
 

@@ -225,3 +225,45 @@ def test_cli_exit_2_on_missing_pool(libvirt_uri, test_guest, tmp_path):
         else:
             assert proc.returncode == 2, proc.stderr
             assert len(proc.stderr.strip().splitlines()) == 1 and f"pool 'nope-{TAG}' does not exist" in proc.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fake_cluster", ["empty"], indirect=True)
+def test_okd_lifecycle_on_libvirt_with_fake_installer(libvirt_uri, pool, tmp_path, fake_cluster, monkeypatch):
+    """The fcos path end to end, minus a real FCOS: qcow2 overlays on a (blank) base image, haproxy
+    in the netns, openshift-install (fake) against a fake API, bootstrap removal, destroy."""
+    import libvirt
+
+    from provision import lifecycle
+
+    conn = _libvirt(libvirt_uri)
+    p = conn.storagePoolLookupByName(pool)
+    base = p.createXML("<volume><name>fcos-blank.qcow2</name><capacity unit='MiB'>64</capacity>"
+                       "<target><format type='qcow2'/></target></volume>", 0)
+    monkeypatch.setenv("FAKE_OI_KUBECONFIG", str(fake_cluster.kubeconfig))
+    spec = parse_spec({
+        "name": f"lc{TAG}", "base_domain": "okdbench.test", "platform": "kvm",
+        "okd": {"installer": str(ROOT / "tests" / "fakebin" / "openshift-install")},
+        "network": {"machine_cidr": SUBNET},
+        "nodes": [{"role": "bootstrap", "count": 1, "vcpu": 1, "memory": "128MiB", "disk": "1GiB"},
+                  {"role": "master", "count": 1, "vcpu": 1, "memory": "128MiB", "disk": "1GiB"}],
+        "kvm": {"storage_pool": pool, "base_image": "fcos-blank.qcow2", "domain_type": "auto"}})
+    try:
+        result = lifecycle.provision_cluster(spec, tmp_path / "work")
+        assert {"provision.vms.duration", "install.bootstrap.duration", "install.complete.duration"} <= set(result.timings)
+        assert result.kubeconfig and result.kubeconfig.exists()
+        names = {d.name() for d in conn.listAllDomains(0)}
+        assert f"{spec.name}-master-0" in names and f"{spec.name}-bootstrap" not in names  # bootstrap removed
+        p.refresh(0)
+        overlay = p.storageVolLookupByName(f"{spec.name}-master-0.qcow2")
+        assert f"<path>{base.path()}</path>" in overlay.XMLDesc(0)  # a qcow2 overlay on the base image
+        lb_cfg = kvm.LB_RUN_DIR / f"{spec.name}-haproxy.cfg"
+        assert "server bootstrap" not in lb_cfg.read_text() and "server master-0" in lb_cfg.read_text()
+        pid = int((kvm.LB_RUN_DIR / f"{spec.name}-haproxy.pid").read_text().split()[0])
+        assert Path(f"/proc/{pid}").exists()
+    finally:
+        removed = kvm.destroy(spec)
+        base.delete(0)
+        conn.close()
+    assert f"haproxy of {spec.name}" in removed and f"network okd-{spec.name}" in removed
+    assert kvm.destroy(spec) == []
