@@ -182,6 +182,7 @@ def _start_lb(spec: ClusterSpec, workdir: Path | None, *, reload: bool = False) 
 def _stop_lb(spec: ClusterSpec) -> bool:
     cfg, pidfile = _lb_paths(spec)
     if not pidfile.exists():
+        cfg.unlink(missing_ok=True)
         return False
     for pid in pidfile.read_text().split():
         try:

@@ -99,35 +99,17 @@ def test_three_guests_get_ignition_mac_ip_dns_and_destroy_removes_only_ours(libv
     other_vol = pool_obj.createXML(f"<volume><name>{spec.name}-worker-0.qcow2</name><capacity>1048576</capacity>"
                                    "<target><format type='qcow2'/></target></volume>", 0)
     try:
-        result = kvm.provision(spec, tmp_path / "work")
-        assert result.facts["domain_type"] in ("qemu", "kvm") and result.facts["libvirt_version"]
-        assert "provision.vms.duration" in result.timings
-        texts = _wait_done([vm.serial_log for vm in result.vms])
-        machines = {kvm_render.domain_name(spec, m): m for m in spec.machines()}
-        for vm in result.vms:
-            m = machines[vm.name]
-            text = texts[vm.serial_log]
-            ign = kvm_render.ignition_path(tmp_path / "work", spec, m).read_bytes()
-            assert _fact(text, "ignition") == {"sha256": hashlib.sha256(ign).hexdigest(), "bytes": str(len(ign)), "t": _fact(text, "ignition")["t"]}
-            decoded = urllib.parse.unquote(ign.decode())
-            # the .link file and keyfile the guest received match its own MAC
-            assert f"[Match]\nMACAddress={m.mac}\n\n[Link]\nName=okd0" in decoded
-            assert f"mac-address={m.mac.upper()}" in decoded
-            nic = _fact(text, "nic")
-            assert nic["mac"] == m.mac == vm.mac
-            assert nic["name"] == "eth0"  # kernel name: busybox has no udev to apply the .link file
-            assert _fact(text, "dhcp")["ip"] == str(m.ip) == vm.ip
-            assert _fact(text, "dhcp")["hostname"] == m.name
-            dns = _fact(text, "dns")
-            assert dns["name"] == f"api.{spec.cluster_domain}"
-            assert dns["api"] == str(kvm_render.net_plan(spec).api_ip)
-    finally:
-        removed = kvm.destroy(spec)
-    assert sorted(removed) == sorted(
-        [f"domain {spec.name}-master-{i}" for i in range(3)] + [f"network okd-{spec.name}"]
-        + [f"volume {pool}/{spec.name}-master-{i}.qcow2" for i in range(3)])
-    assert kvm.destroy(spec) == []  # idempotent
-    try:
+        try:
+            result = kvm.provision(spec, tmp_path / "work")
+            assert result.facts["domain_type"] in ("qemu", "kvm") and result.facts["libvirt_version"]
+            assert "provision.vms.duration" in result.timings
+            _check_guests(spec, result, tmp_path / "work")
+        finally:
+            removed = kvm.destroy(spec)
+        assert sorted(removed) == sorted(
+            [f"domain {spec.name}-master-{i}" for i in range(3)] + [f"network okd-{spec.name}"]
+            + [f"volume {pool}/{spec.name}-master-{i}.qcow2" for i in range(3)])
+        assert kvm.destroy(spec) == []  # idempotent
         assert conn.networkLookupByName(f"unrelated-{TAG}")
         assert conn.lookupByName(f"{spec.name}-master-9")
         pool_obj.refresh(0)
@@ -137,6 +119,29 @@ def test_three_guests_get_ignition_mac_ip_dns_and_destroy_removes_only_ours(libv
         other_net.undefine()
         other_vol.delete(0)
         conn.close()
+
+
+def _check_guests(spec, result, workdir: Path) -> None:
+    texts = _wait_done([vm.serial_log for vm in result.vms])
+    machines = {kvm_render.domain_name(spec, m): m for m in spec.machines()}
+    for vm in result.vms:
+        m = machines[vm.name]
+        text = texts[vm.serial_log]
+        ign = kvm_render.ignition_path(workdir, spec, m).read_bytes()
+        got = _fact(text, "ignition")
+        assert (got["sha256"], got["bytes"]) == (hashlib.sha256(ign).hexdigest(), str(len(ign)))
+        decoded = urllib.parse.unquote(ign.decode())
+        # the .link file and keyfile the guest received match its own MAC
+        assert f"[Match]\nMACAddress={m.mac}\n\n[Link]\nName=okd0" in decoded
+        assert f"mac-address={m.mac.upper()}" in decoded
+        nic = _fact(text, "nic")
+        assert nic["mac"] == m.mac == vm.mac
+        assert nic["name"] == "eth0"  # kernel name: busybox has no udev to apply the .link file
+        assert _fact(text, "dhcp")["ip"] == str(m.ip) == vm.ip
+        assert _fact(text, "dhcp")["hostname"] == m.name
+        dns = _fact(text, "dns")
+        assert dns["name"] == f"api.{spec.cluster_domain}"
+        assert dns["api"] == str(kvm_render.net_plan(spec).api_ip)
 
 
 def test_failed_start_rolls_everything_back(libvirt_uri, pool, test_guest, tmp_path):
