@@ -71,13 +71,16 @@ def _macs(root: ET.Element) -> list[str]:
 def _disk_gib(conn: libvirt.virConnect, root: ET.Element) -> int | None:
     d = kvm.system_disk(root)
     src = d.find("source") if d is not None else None
-    path = (src.get("file") or src.get("dev")) if src is not None else None
-    if not path:
+    if src is None:
         return None
     try:
-        return -(-conn.storageVolLookupByPath(path).info()[1] // 2**30)
+        if d.get("type") == "volume":
+            vol = conn.storagePoolLookupByName(src.get("pool", "")).storageVolLookupByName(src.get("volume", ""))
+        else:
+            vol = conn.storageVolLookupByPath(src.get("file") or src.get("dev") or "")
+        return -(-vol.info()[1] // 2**30)
     except libvirt.libvirtError:
-        return None
+        return None  # volume outside any pool, or pool inactive: size unknown, not an error
 
 
 def _provisioning(root: ET.Element) -> str:

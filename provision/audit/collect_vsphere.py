@@ -109,11 +109,11 @@ def info(vm: vsphere.VsphereVm, machine: Machine | None) -> VmInfo:
 
 
 def collect(si: vim.ServiceInstance, cluster: str, machines: list[Machine], names: list[str] | None = None,
-            roles: dict[str, str] | None = None) -> VsphereInventory:
-    """The cluster's VMs: the named ones, or every VM matching a spec machine by MAC or name."""
+            roles: dict[str, str] | None = None, root: vim.ManagedEntity | None = None) -> VsphereInventory:
+    """The cluster's VMs below root: the named ones, or every VM matching a spec machine by MAC or name."""
     roles = roles or {}
     vms, infos = [], []
-    for _, props in retrieve(si):
+    for _, props in retrieve(si, root):
         cfg = props.get("config")
         name = props.get("name", "?")
         if cfg is None or cfg.template:
@@ -132,10 +132,3 @@ def collect(si: vim.ServiceInstance, cluster: str, machines: list[Machine], name
 def facts(si: vim.ServiceInstance) -> dict:
     about = si.content.about
     return {"vcenter_version": about.version, "vcenter_build": about.build, "api_version": about.apiVersion}
-
-
-def collect_spec(spec: ClusterSpec, *, insecure: bool = False) -> VsphereInventory:
-    from provision.vsphere_connect import session
-
-    with session(spec, insecure=insecure) as si:
-        return collect(si, spec.name, spec.machines())

@@ -46,9 +46,15 @@ def _vsphere(spec: ClusterSpec, names: list[str] | None, roles: dict[str, str] |
              insecure: bool) -> tuple[list[Finding], list[VmInfo], dict]:
     from provision.audit import collect_vsphere, vsphere
     from provision.vsphere_connect import session
+    from provision.vsphere_inventory import find, paths
 
     with session(spec, insecure=insecure) as si:
-        inv = collect_vsphere.collect(si, spec.name, spec.machines(), names, roles)
+        # The cluster's folder (or its datacenter): never read every VM of a large vCenter.
+        p = paths(spec)
+        root = find(si, p.folder) or find(si, p.datacenter)
+        if root is None:
+            raise AuditUnavailable(f"vsphere.datacenter: {p.datacenter} not found in vCenter {spec.vsphere.host}; check the spec")
+        inv = collect_vsphere.collect(si, spec.name, spec.machines(), names, roles, root)
     return vsphere.audit_vsphere(inv.vms), inv.info, inv.facts
 
 
