@@ -107,18 +107,6 @@ def test_must_gather_lands_in_the_run_folder_redacted(degraded):
             assert fc.token not in path.read_bytes().decode(errors="replace"), path
 
 
-def test_without_oc_no_evidence_is_promised(tmp_path):
-    # Same trouble, no `oc` on PATH: the reason alone, no must-gather claim.
-    fc = FakeCluster(tmp_path / "fake").start()
-    try:
-        scenarios.degraded_okd(fc)
-        run = run_suites(fc, tmp_path / "results", "suites/test_registry.py", "--wait-ready", "1")
-    finally:
-        fc.stop()
-    assert run.status("registry") == ["failed"]
-    assert "must-gather" not in run.detail("registry")
-
-
 def test_stuck_trouble_is_not_waited_for(tmp_path):
     # A pending CSR from long ago and a node NotReady since long ago: stuck, not settling. The
     # criteria decide from the first list and never open a watch, whatever --wait-ready says.
@@ -147,14 +135,25 @@ def test_stuck_trouble_is_not_waited_for(tmp_path):
             if late and late[0].get("status", {}).get("conditions"):
                 break
             time.sleep(0.05)
-        run = run_suites(fc, tmp_path / "results", "suites/test_csr.py", "suites/test_nodes.py", "--wait-ready", "600",
-                         "--must-gather", "full", oc=True)
+        run = run_suites(fc, tmp_path / "results", "suites/test_csr.py", "suites/test_nodes.py", "--wait-ready", "600")
     finally:
         fc.stop()
     assert run.status("csr") == ["failed"] and "csr-stale" in run.detail("csr")
     assert run.status("nodes-ready") == ["failed"] and worker in run.detail("nodes-ready")
     assert not [r for r in fc.requests if r.watch]
-    # --must-gather full: oc adm must-gather, not an inspect of the failing objects only.
-    full = run.run_dir / "must-gather" / "csr"
+    # No `oc` on PATH: the reason alone, no must-gather promised.
+    assert "must-gather" not in run.detail("csr") + run.detail("nodes-ready")
+    assert not (run.run_dir / "must-gather").exists()
+
+
+def test_full_must_gather_goes_through_openshift_client(fake_cluster, tmp_path, monkeypatch):
+    from suites import mustgather
+    from tests.support.fakekube import FAKEBIN
+
+    monkeypatch.setenv("PATH", f"{FAKEBIN}:{__import__('os').environ['PATH']}")
+    where = mustgather.collect(fake_cluster.kubeconfig, tmp_path, "operators", ["clusteroperator/etcd"], mode="full")
+    full = Path(where)
+    assert full == tmp_path / "must-gather" / "operators"
     assert (full / "cluster-scoped-resources" / "config.openshift.io" / "clusteroperators" / "etcd.yaml").is_file()
     assert "oc adm must-gather" in (full / "oc-result.txt").read_text()
+    assert mustgather.collect(fake_cluster.kubeconfig, tmp_path, "x", [], mode="off") is None

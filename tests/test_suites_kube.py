@@ -49,7 +49,7 @@ def test_suites_report_a_tls_failure_as_an_error_in_one_line(fake_cluster, tmp_p
 def test_retries_ride_out_5xx_and_resets(fake_cluster):
     faults = fake_cluster.set_faults(error_ratio=0.15, reset_ratio=0.15, seed=4)
     kube = Kube(fake_cluster.kubeconfig, backoff_max_s=0.2)
-    for i in range(20):
+    for i in range(12):
         kube.create(CMS, {"metadata": {"name": f"cm-{i}"}, "data": {"i": str(i)}})
         assert kube.get(f"{CMS}/cm-{i}")["data"] == {"i": str(i)}
         kube.delete(f"{CMS}/cm-{i}")
