@@ -18,6 +18,7 @@ import fcntl
 import hashlib
 import os
 import secrets
+import select
 import shutil
 import socket
 import ssl
@@ -153,7 +154,9 @@ def start_vcsim(binary: Path, pki: Pki, workdir: Path, *, password: str | None =
                                 stdout=subprocess.PIPE, stderr=errf, env=env, cwd=workdir, text=True)
     deadline = time.monotonic() + timeout
     assert proc.stdout is not None
-    line = proc.stdout.readline()  # blocks until the server listens (or the process dies)
+    # The first stdout line is printed once the server listens; a hung binary must not hang the suite.
+    ready, _, _ = select.select([proc.stdout], [], [], timeout)
+    line = proc.stdout.readline() if ready else ""
     if not line.startswith("VCSIM_URL="):
         proc.kill()
         proc.wait()
