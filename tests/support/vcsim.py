@@ -84,25 +84,17 @@ class Pki:
     other_ca_bundle: Path  # a CA that did not: verification against it must fail
 
 
-def _openssl(*args: str, cwd: Path) -> None:
-    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
-
-
 def make_pki(directory: Path) -> Pki:
+    """The simulator's CA and server certificate (the same throw-away PKI code the fake API server uses)."""
+    from tests.fakekube.certs import CertificateAuthority
+
     directory.mkdir(parents=True, exist_ok=True)
-    for name in ("ca", "other-ca"):
-        _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{name}.key", "-out", f"{name}.pem",
-                 "-days", "2", "-subj", f"/CN=okdbench {name}", "-addext", "basicConstraints=critical,CA:TRUE",
-                 "-addext", "keyUsage=critical,keyCertSign,cRLSign", cwd=directory)
-    _openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key", "-out", "server.csr",
-             "-subj", "/CN=localhost", cwd=directory)
-    (directory / "server.ext").write_text(
-        "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\n"
-        "keyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n")
-    _openssl("x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
-             "-out", "server.pem", "-days", "2", "-extfile", "server.ext", cwd=directory)
-    return Pki(ca_bundle=directory / "ca.pem", cert=directory / "server.pem", key=directory / "server.key",
-               other_ca_bundle=directory / "other-ca.pem")
+    ca = CertificateAuthority("okdbench vcsim test CA")
+    other = CertificateAuthority("okdbench unrelated CA")
+    (directory / "ca.pem").write_bytes(ca.cert_pem)
+    (directory / "other-ca.pem").write_bytes(other.cert_pem)
+    cert, key = ca.issue("localhost", dns=["localhost"], ips=["127.0.0.1"]).write(directory, "server")
+    return Pki(ca_bundle=directory / "ca.pem", cert=cert, key=key, other_ca_bundle=directory / "other-ca.pem")
 
 
 # --------------------------------------------------------------------------- process
@@ -224,8 +216,6 @@ def vcsim_binary() -> Path:
 
 @pytest.fixture(scope="session")
 def vcsim_pki(tmp_path_factory) -> Pki:
-    if shutil.which("openssl") is None:
-        pytest.skip("openssl is not installed; needed to make the simulator's test CA")
     return make_pki(tmp_path_factory.mktemp("vcsim-pki"))
 
 
