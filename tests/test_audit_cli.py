@@ -8,12 +8,10 @@ import sys
 from pathlib import Path
 
 import pytest
-import yaml
 
 from okdbench.cli import main
 from provision.audit import compare
-from provision.spec import parse_spec
-from tests.test_audit_suite import kvm_spec, kvm_spec_data, write_spec
+from tests.audit_helpers import kvm_spec, kvm_spec_data, write_spec
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -9,18 +9,16 @@ import json
 import os
 import subprocess
 import sys
-import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
-import yaml
 
 from provision.spec import parse_spec
 from results.store import load_runs
+from tests.audit_helpers import kvm_spec, kvm_spec_data, write_spec
 from tests.support.vcsim import wait_task
 
 ROOT = Path(__file__).resolve().parents[1]
-DATA = Path(__file__).parent / "data" / "audit"
 
 
 def run_suite(tmp_path: Path, *args: str, env: dict | None = None):
@@ -44,45 +42,7 @@ def samples(runs, metric: str) -> list[tuple[float, dict]]:
     return [(v, json.loads(lab)) for v, lab in zip(s["value"], s["labels"])]
 
 
-def write_spec(tmp_path: Path, data: dict) -> Path:
-    path = tmp_path / f"{data['name']}.yaml"
-    path.write_text(yaml.safe_dump(data))
-    return path
-
-
 # ---------------------------------------------------------------------------- KVM via libvirt's test driver
-
-def kvm_spec_data(name: str, uri: str) -> dict:
-    return {"name": name, "base_domain": "example.test", "platform": "kvm",
-            "network": {"machine_cidr": "198.18.40.0/24"},
-            "nodes": [{"role": "master", "count": 1, "vcpu": 2, "memory": "256MiB", "disk": "1GiB"},
-                      {"role": "worker", "count": 1, "vcpu": 1, "memory": "256MiB", "disk": "1GiB"}],
-            "kvm": {"uri": uri}}
-
-
-def libvirt_test_host(tmp_path: Path, spec_data: dict, master_kind: str) -> Path:
-    """A libvirt test-driver host holding the spec's VMs: master from kvm-<master_kind>.xml, worker from kvm-good.xml."""
-    spec = parse_spec(spec_data)
-    node = ET.fromstring("<node><cpu><nodes>1</nodes><sockets>1</sockets><cores>4</cores><threads>1</threads>"
-                         "<active>4</active><mhz>2000</mhz><model>x86_64</model></cpu><memory>8388608</memory></node>")
-    for m, kind in zip(spec.machines(), (master_kind, "good")):
-        dom = ET.parse(DATA / f"kvm-{kind}.xml").getroot()
-        dom.set("type", "test")
-        dom.find("name").text = f"{spec.name}-{m.name}"
-        dom.find("vcpu").text = str(m.vcpu)
-        dom.find("devices/interface/mac").set("address", m.mac)
-        node.append(dom)
-    path = tmp_path / "host.xml"
-    ET.ElementTree(node).write(path)
-    return path
-
-
-def kvm_spec(tmp_path: Path, master_kind: str) -> tuple[Path, dict]:
-    data = kvm_spec_data("aud", "test:///placeholder")
-    host = libvirt_test_host(tmp_path, data, master_kind)
-    data["kvm"]["uri"] = f"test://{host}"
-    return write_spec(tmp_path, data), data
-
 
 def _label_nodes_by_ip(fake_cluster, spec_data: dict) -> dict[str, str]:
     """Give the fake cluster's first nodes the spec machines' IPs, as DHCP reservations would: machine -> node name."""

@@ -9,7 +9,7 @@ from pyVmomi import vim, vmodl
 
 from provision.audit import vsphere
 from provision.audit.inventory import VmInfo, match_machine, role_from_name
-from provision.spec import ClusterSpec, Machine
+from provision.spec import Machine
 
 log = logging.getLogger("okdbench.audit.vsphere")
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from provision.spec import ClusterSpec, Machine
+from provision.spec import Machine
 
 
 @dataclass(frozen=True)
@@ -45,10 +45,6 @@ def role_from_name(name: str) -> str:
     if "master" in low or "control-plane" in low or "control" in low:
         return "master"
     return "worker"
-
-
-def spec_machines(spec: ClusterSpec | None) -> list[Machine]:
-    return spec.machines() if spec is not None else []
 
 
 def map_nodes(infos: list[VmInfo], nodes: list[dict]) -> dict[str, str]:

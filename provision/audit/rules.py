@@ -6,7 +6,7 @@ severity, why and fix come from this table so they are written once.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Literal
 
 Severity = Literal["critical", "high", "medium", "low"]
@@ -40,11 +40,10 @@ class Finding:
     role: str = ""
     node: str = ""  # Kubernetes node name when known
     subject: str = ""  # the device or setting inside the VM, e.g. disk 'vda'
-    severity_override: Severity | None = field(default=None, compare=False)
 
     @property
     def severity(self) -> Severity:
-        return self.severity_override or RULES[self.rule].severity
+        return RULES[self.rule].severity
 
     @property
     def where(self) -> str:
@@ -235,10 +234,6 @@ _RULES = [
 ]
 
 RULES: dict[str, Rule] = {r.id: r for r in _RULES}
-
-
-def rules_for(platform: str) -> list[Rule]:
-    return [r for r in _RULES if r.platform in (platform, "both")]
 
 
 def sort_findings(findings: list[Finding]) -> list[Finding]:
