@@ -18,6 +18,7 @@ import pytest
 
 from suites import mustgather
 from suites.kube import NOT_OPENSHIFT, Kube, KubeError, path_for
+from suites.workers import node_group_info, node_role
 from suites.workloads import render, resolve_images
 
 log = logging.getLogger("okdbench.suites")
@@ -99,24 +100,6 @@ def suite_options(request: pytest.FixtureRequest) -> SuiteOptions:
 # ---------------------------------------------------------------- cluster access
 
 
-def _quantity_mib(q: str | None) -> int | None:
-    if not q:
-        return None
-    m = re.fullmatch(r"(\d+(?:\.\d+)?)([KMGT]i?|[kmgt]|)", str(q))
-    if not m:
-        return None
-    mult = {"": 1, "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "k": 1e3, "K": 1e3, "M": 1e6, "G": 1e9, "T": 1e12}
-    return int(float(m.group(1)) * mult.get(m.group(2), 1) / 2**20)
-
-
-def node_role(node: dict) -> str:
-    labels = (node.get("metadata") or {}).get("labels") or {}
-    roles = sorted(k.split("/", 1)[1] for k in labels if k.startswith("node-role.kubernetes.io/"))
-    if "master" in roles or "control-plane" in roles:
-        return "master"
-    return "worker" if "worker" in roles or not roles else roles[0]
-
-
 def _describe_cluster(kube: Kube, run_writer: Any) -> None:
     """Versions and the node inventory in run.json (the spec's inventory wins when there is one)."""
     changes: dict[str, Any] = {}
@@ -126,18 +109,10 @@ def _describe_cluster(kube: Kube, run_writer: Any) -> None:
             cv = kube.get_or_none(path_for("config.openshift.io/v1", "clusterversions", name="version")) or {}
             changes["okd_version"] = ((cv.get("status") or {}).get("desired") or {}).get("version")
         if not run_writer.info.nodes:
-            from results.schema import NodeGroupInfo
-
             groups: dict[str, list[dict]] = {}
             for n in kube.list(path_for("v1", "nodes")):
                 groups.setdefault(node_role(n), []).append(n)
-            changes["nodes"] = [
-                NodeGroupInfo(role=role, count=len(ns),
-                              vcpu=int(float(str((ns[0].get("status") or {}).get("capacity", {}).get("cpu", "0")).rstrip("m") or 0)) or None,
-                              memory_mib=_quantity_mib((ns[0].get("status") or {}).get("capacity", {}).get("memory")),
-                              disk_gib=(_quantity_mib((ns[0].get("status") or {}).get("capacity", {}).get("ephemeral-storage")) or 0) // 1024 or None)
-                for role, ns in sorted(groups.items())
-            ]
+            changes["nodes"] = [node_group_info(role, members) for role, members in sorted(groups.items())]
     except KubeError as exc:
         log.warning("could not describe the cluster for run.json: %s", exc)
         return

@@ -8,7 +8,7 @@ from datetime import datetime
 
 import pytest
 
-from suites.conftest import node_role
+from suites.workers import node_role
 from suites.kube import Informer, condition, condition_is, path_for, settling
 
 
