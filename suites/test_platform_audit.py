@@ -43,16 +43,11 @@ def _fail_rank() -> int | None:
 
 def _kube_nodes(kubeconfig, insecure: bool) -> list[dict]:
     """Node name, providerID and addresses of the cluster, to label findings by node."""
-    from kubernetes import client, config
+    from suites.kube import Kube
 
-    cfg = client.Configuration()
-    config.load_kube_config(config_file=str(kubeconfig), client_configuration=cfg)
-    if insecure:
-        cfg.verify_ssl = False
-    with client.ApiClient(cfg) as api:
-        items = client.CoreV1Api(api).list_node(_request_timeout=30).items
-    return [{"name": n.metadata.name, "provider_id": n.spec.provider_id or "",
-             "addresses": [a.address for a in (n.status.addresses or [])]} for n in items]
+    items = Kube(kubeconfig, insecure=insecure, attempts=2).list("/api/v1/nodes")
+    return [{"name": n["metadata"]["name"], "provider_id": n.get("spec", {}).get("providerID", ""),
+             "addresses": [a.get("address", "") for a in n.get("status", {}).get("addresses", [])]} for n in items]
 
 
 def _vms_of_this_run(request, cfg) -> tuple[list[str] | None, dict[str, str] | None]:
@@ -80,7 +75,7 @@ def test_platform_audit(request, okdbench_config, record, run_writer, note):
         try:
             by_vm = map_nodes(vms, _kube_nodes(cfg.kubeconfig, cfg.insecure))
         except Exception as exc:  # labels are a convenience: the audit stands without them
-            log.warning("platform audit: cannot list nodes to label findings (%s)", type(exc).__name__)
+            log.warning("platform audit: cannot list nodes to label findings by node (%s)", type(exc).__name__)
             by_vm = {}
         vms = [replace(v, node=by_vm.get(v.name, "")) for v in vms]
         findings = [replace(f, node=by_vm.get(f.vm, f.node)) for f in findings]
