@@ -118,3 +118,30 @@ def test_rule_table_doc_is_generated_from_the_rules():
 
     doc = (ROOT / "docs" / "audit-rules.md").read_text()
     assert render_markdown() in doc, "docs/audit-rules.md is stale: python -m provision.audit.doc > docs/audit-rules.md"
+
+
+def test_live_kvm_against_vsphere(tmp_path, capsys, monkeypatch, vcsim_fresh):
+    """The headline check on real components: libvirt (test driver) against vCenter (simulator)."""
+    from provision.audit import collect_vsphere
+    from tests.support.vcsim import wait_task
+
+    si = vcsim_fresh.connect()
+    vms = {props["name"]: vm for vm, props in collect_vsphere.retrieve(si)}
+    wait_task(vms["DC0_H0_VM0"].Rename_Task("okdvs-master-0"))
+    wait_task(vms["DC0_H0_VM1"].Rename_Task("okdvs-worker-0"))
+    kvm_path, kvm = kvm_spec(tmp_path, "good")
+    vs = {**vsphere_data("okdvs"), "nodes": kvm["nodes"]}
+    vs["vsphere"] = {**vs["vsphere"], "host": vcsim_fresh.host, "port": vcsim_fresh.port, "datacenter": "DC0",
+                     "cluster": "DC0_C0", "datastore": "LocalDS_0", "ca_bundle": str(vcsim_fresh.ca_bundle)}
+    for k, v in vcsim_fresh.env().items():
+        monkeypatch.setenv(k, v)
+    vs_path = write_spec(tmp_path, vs)
+    # Same specs, so the spec-only check passes ...
+    assert main(["audit", "--spec", str(kvm_path), "--spec", str(vs_path)]) == 0
+    capsys.readouterr()
+    # ... but the simulator's VMs are not what the spec says: 32 MiB, 1 vCPU.
+    assert main(["audit", "--spec", str(kvm_path), "--spec", str(vs_path), "--live"]) == 1
+    out = capsys.readouterr().out
+    assert "NOT COMPARABLE (nodes.size-mismatch) master: vCPU: aud (kvm) 2 vs okdvs (vsphere) 1" in out
+    assert "master: memory: aud (kvm) 256 MiB vs okdvs (vsphere) 32 MiB" in out
+    assert "pvscsi thin (thin)" in out

@@ -25,6 +25,8 @@ def test_summary_is_one_line_worst_first():
     assert text.startswith("6 findings on 6 VM(s) (1 critical, 5 low): critical kvm.cpu-model [master-0.okd]")
     assert "low kvm.memballoon [w0, w1, w2 +2]" in text
     assert one_line(text) == text
+    everywhere = criterion_summary(findings[:5], 5)
+    assert everywhere == "5 findings on 5 VM(s) (5 low): low kvm.memballoon [all 5 VMs] memballoon model=virtio"
 
 
 def _spec():

@@ -22,7 +22,11 @@ def criterion_summary(findings: list[Finding], n_vms: int) -> str:
     parts = []
     for rule, fs in by_rule.items():
         where = sorted({f.node or f.vm for f in fs})
-        shown = ", ".join(where[:3]) + (f" +{len(where) - 3}" if len(where) > 3 else "")
+        # The detail is cut at 400 characters: 'all' keeps room for the rules after this one.
+        if len(where) == n_vms > 1:
+            shown = f"all {n_vms} VMs"
+        else:
+            shown = ", ".join(where[:3]) + (f" +{len(where) - 3}" if len(where) > 3 else "")
         parts.append(f"{fs[0].severity} {rule} [{shown}] {fs[0].observed}")
     noun = "finding" if len(findings) == 1 else "findings"
     return f"{len(findings)} {noun} on {n_vms} VM(s) ({_counts(findings)}): " + "; ".join(parts)
