@@ -132,7 +132,7 @@ class Kube:
         )
 
     def _send(self, method: str, path: str, query: dict[str, Any] | None, body: Any, content_type: str | None,
-              timeout: Any, stream: bool):
+              timeout: Any):
         headers = {"Accept": "application/json"}
         if content_type:
             headers["Content-Type"] = content_type
@@ -165,7 +165,7 @@ class Kube:
         try:
             for attempt in self._retrying():
                 with attempt:
-                    resp = self._send(method, path, query, body, content_type, timeout, stream=False)
+                    resp = self._send(method, path, query, body, content_type, timeout)
                     data = resp.read()
         except ApiException as exc:
             raise KubeError(exc.status or 0, f"{method} {path}: HTTP {exc.status} {_status_message(exc)}".strip()) from None
@@ -241,7 +241,7 @@ class Kube:
         """Open a watch stream (retried like any request until it is open)."""
         for attempt in self._retrying():
             with attempt:
-                return self._send("GET", path, query, None, None, (10, read_timeout), stream=True)
+                return self._send("GET", path, query, None, None, (10, read_timeout))
         raise AssertionError("unreachable")
 
 
@@ -396,6 +396,8 @@ class Informer:
                 raise KubeError(exc.status or 0, f"watch {self.path}: HTTP {exc.status} {_status_message(exc)}") from None
             finally:
                 with self._lock:
+                    if self._resp is not None:
+                        self._resp.response.close()  # a stream left mid-way cannot go back to the pool
                     self._resp = None
 
     def run_in_thread(self, handler: Handler | None = None, until: float | None = None,
@@ -405,7 +407,7 @@ class Informer:
         def target() -> None:
             try:
                 self.run(handler, until, done=done, initial=initial)
-            except BaseException as exc:  # surfaced by join_checked()
+            except BaseException as exc:  # callers read thread.errors after join()
                 errors.append(exc)
 
         t = threading.Thread(target=target, daemon=True, name=f"informer {self.path}")
