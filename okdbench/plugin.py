@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -21,11 +22,10 @@ import pytest
 
 from okdbench import __version__
 from okdbench.errors import UserError
+from okdbench.paths import ROOT, SUITES_DIR
 from results.schema import CriterionResult, NodeGroupInfo, RunInfo, Sample, iso, one_line, utcnow
 from results.store import ResultsWriteError, RunWriter, new_run_id
 
-ROOT = Path(__file__).resolve().parent.parent
-SUITES_DIR = ROOT / "suites"
 NO_CLUSTER = "no OKD cluster (pass --kubeconfig or an OKD --spec)"
 
 log = logging.getLogger("okdbench.plugin")
@@ -346,7 +346,8 @@ def infra(request: pytest.FixtureRequest, okdbench_config: SessionConfig, run_wr
     except UserError as exc:
         pytest.fail(f"provisioning failed: {exc}", pytrace=False)
     log.info("provisioned %s in %.1fs", cfg.spec.name, time.monotonic() - start)
-    run_writer.update_info(hypervisor=result.facts)
+    # Template findings (e.g. an E1000 NIC on vSphere) travel with the run, so the report warns.
+    run_writer.update_info(hypervisor=result.facts, warnings=[*run_writer.info.warnings, *result.findings])
     for metric, value in sorted(result.timings.items()):
         run_writer.record_sample(
             Sample(run_id=cfg.run_id, platform=cfg.label, cluster=cfg.spec.name, suite="provision",
@@ -358,6 +359,8 @@ def infra(request: pytest.FixtureRequest, okdbench_config: SessionConfig, run_wr
         return
     log.info("destroying %s", cfg.spec.name)
     destroy_cluster(cfg.spec, insecure=cfg.insecure)
+    # The workdir holds ignition files and install-config (pull secret): gone with the cluster.
+    shutil.rmtree(workdir, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -7,7 +7,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from okdbench.plugin import ROOT
+from okdbench.paths import ROOT
 
 HELP = "check this machine: libvirt, KVM, QEMU, openshift-install, oc, vSphere simulator, kubeconfig"
 DESCRIPTION = """\

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from okdbench.errors import UserError
-from okdbench.plugin import ROOT
+from okdbench.paths import ROOT
 
 HELP = "run the POC criteria and benchmarks against a cluster (wraps `pytest suites/`)"
 DESCRIPTION = """\
