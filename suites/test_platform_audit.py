@@ -37,7 +37,7 @@ def _fail_rank() -> int | None:
     if value == "never":
         return None
     if value not in SEVERITIES:
-        raise UserError(f"{FAIL_ON_ENV}: {value!r} is not allowed; use one of {', '.join(SEVERITIES)} or never")
+        pytest.fail(f"{FAIL_ON_ENV}: {value!r} is not allowed; use one of {', '.join(SEVERITIES)} or never", pytrace=False)
     return severity_rank(value)
 
 

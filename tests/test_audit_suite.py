@@ -95,6 +95,14 @@ def test_fail_threshold_never_records_without_failing(tmp_path, fake_cluster):
     assert status == "passed" and "kvm.cpu-model" in detail, proc.stdout
 
 
+def test_bad_fail_threshold_is_one_line(tmp_path, fake_cluster):
+    spec_path, _ = kvm_spec(tmp_path, "good")
+    _, runs, _ = run_suite(tmp_path, "--platform=kvm", "--spec", str(spec_path), "--kubeconfig",
+                           str(fake_cluster.kubeconfig), env={"OKDBENCH_AUDIT_FAIL_ON": "severe"})
+    assert criterion(runs) == ("failed", "OKDBENCH_AUDIT_FAIL_ON: 'severe' is not allowed; use one of critical, high, "
+                                         "medium, low or never")
+
+
 def test_skips_in_one_line_without_spec(tmp_path):
     proc, runs, _ = run_suite(tmp_path, "--platform=kvm")
     assert criterion(runs) == ("skipped", "platform audit needs --spec to find the node VMs on the hypervisor (none given)")
