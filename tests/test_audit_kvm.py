@@ -217,3 +217,32 @@ def test_domains_found_by_spec_mac(libvirt_test_uri):
     finally:
         conn.close()
     assert [(i.name, i.machine, i.role, i.vcpu, i.memory_mib) for i in inv.info] == [(name, "master-0", "master", 1, 256)]
+
+
+MOUNTS = """\
+/dev/vda1 / ext4 rw,relatime 0 0
+nas.example.test:/export/vms /var/lib/libvirt/images nfs4 rw,relatime 0 0
+/dev/nvme0n1p1 /var/lib/libvirt/images/local\\040ssd xfs rw 0 0
+"""
+
+
+def test_mount_fs_type_longest_match():
+    assert collect_kvm.mount_fs_type("/var/lib/libvirt/images", MOUNTS) == "nfs4"
+    assert collect_kvm.mount_fs_type("/var/lib/libvirt/images/local ssd", MOUNTS) == "xfs"
+    assert collect_kvm.mount_fs_type("/var/lib/libvirt/images-other", MOUNTS) == "ext4"
+
+
+def test_dir_pool_on_nfs_mount_is_network_storage(libvirt_test_uri, tmp_path):
+    mounts = tmp_path / "mounts"
+    mounts.write_text("/dev/vda1 / ext4 rw 0 0\nnas:/export /default-pool nfs4 rw 0 0\n")
+    conn = libvirt.open(libvirt_test_uri)
+    try:
+        found = collect_kvm.pool_mounts(conn, libvirt_test_uri, str(mounts))
+        remote = collect_kvm.pool_mounts(conn, "qemu+ssh://kvm1.example.test/system", str(mounts))
+    finally:
+        conn.close()
+    assert found == {"default-pool": "nfs4"} and remote == {}
+    host = kvm.KvmHost(cpus=8, pool_types={"default-pool": "dir"}, path_pools={"/default-pool": "default-pool"},
+                       pool_mounts=found)
+    [f] = kvm.check_etcd_network_storage(_vm(_disk("<source file='/default-pool/master-0.qcow2'/>")), host)
+    assert f.observed == "pool default-pool (dir on a nfs4 mount)"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import urllib.parse
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 
@@ -62,6 +63,37 @@ def storage_map(conn: libvirt.virConnect) -> tuple[dict[str, str], dict[str, str
             for vol in pool.listAllVolumes():
                 paths[vol.path()] = name
     return types, paths
+
+
+def mount_fs_type(path: str, mounts: str) -> str | None:
+    """The filesystem type holding path, from /proc/mounts text (longest mount point that contains it)."""
+    best, fs = "", None
+    for line in mounts.splitlines():
+        parts = line.split()
+        if len(parts) < 3:
+            continue
+        point = parts[1].replace("\\040", " ")
+        if (path == point or path.startswith(point.rstrip("/") + "/")) and len(point) >= len(best):
+            best, fs = point, parts[2]
+    return fs
+
+
+def pool_mounts(conn: libvirt.virConnect, uri: str, mounts_file: str = "/proc/mounts") -> dict[str, str]:
+    """pool name -> filesystem type under its target path; only for a libvirtd on this machine."""
+    parsed = urllib.parse.urlsplit(uri)
+    if parsed.hostname not in (None, "", "localhost") or parsed.scheme.split("+")[0] not in ("qemu", "test"):
+        return {}  # a remote host's mounts are not ours to read
+    try:
+        mounts = open(mounts_file).read()
+    except OSError:
+        return {}
+    out = {}
+    for pool in conn.listAllStoragePools():
+        target = ET.fromstring(pool.XMLDesc()).findtext("target/path")
+        fs = mount_fs_type(os.path.normpath(target), mounts) if target else None
+        if fs:
+            out[pool.name()] = fs
+    return out
 
 
 def _macs(root: ET.Element) -> list[str]:
@@ -135,7 +167,7 @@ def collect(conn: libvirt.virConnect, cluster: str, machines: list[Machine], nam
                 features[model] = found
     pool_types, path_pools = storage_map(conn)
     host = kvm.KvmHost(cpus=host_cpus(conn), domain_vcpus=domain_vcpus, model_features=features,
-                       pool_types=pool_types, path_pools=path_pools)
+                       pool_types=pool_types, path_pools=path_pools, pool_mounts=pool_mounts(conn, conn.getURI()))
     return KvmInventory(vms=vms, host=host, info=info, facts=hypervisor_facts(conn))
 
 

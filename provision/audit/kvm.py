@@ -19,6 +19,9 @@ X86_64_V2 = frozenset({"cx16", "lahf_lm", "popcnt", "pni", "sse4.1", "sse4.2", "
 PASSTHROUGH_MODES = {"host-passthrough", "host-model", "maximum"}
 # Where a disk's data crosses the network: libvirt pool types and network disk protocols.
 NETWORK_POOL_TYPES = {"netfs", "iscsi", "iscsi-direct", "rbd", "gluster", "sheepdog", "vstorage"}
+# Filesystems a 'dir' pool's target may be mounted from (the most common hidden case: a dir pool on NFS).
+NETWORK_FILESYSTEMS = {"nfs", "nfs4", "cifs", "smb3", "glusterfs", "ceph", "fuse.glusterfs", "fuse.sshfs", "fuse.cephfs",
+                       "9p", "virtiofs", "lustre", "gpfs", "ocfs2", "gfs2"}
 EMULATED_BUSES = {"ide", "sata", "usb", "fdc"}
 CONTROL_PLANE_ROLES = {"master", "bootstrap"}
 DEFAULT_OVERCOMMIT = {"control-plane": 1.5, "other": 4.0}
@@ -51,6 +54,7 @@ class KvmHost:
     model_features: dict[str, frozenset[str]] = field(default_factory=dict)  # custom CPU model -> features
     pool_types: dict[str, str] = field(default_factory=dict)  # pool name -> libvirt pool type
     path_pools: dict[str, str] = field(default_factory=dict)  # volume/target path -> pool name
+    pool_mounts: dict[str, str] = field(default_factory=dict)  # pool name -> filesystem type of its target (local hosts)
     overcommit: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_OVERCOMMIT))
 
 
@@ -265,6 +269,9 @@ def _disk_storage(d: ET.Element, host: KvmHost) -> str | None:
     ptype = host.pool_types.get(pool or "")
     if ptype in NETWORK_POOL_TYPES:
         return f"pool {pool} ({ptype})"
+    fs = host.pool_mounts.get(pool or "")
+    if fs in NETWORK_FILESYSTEMS:
+        return f"pool {pool} ({ptype} on a {fs} mount)"
     return None
 
 

@@ -139,7 +139,8 @@ _RULES = [
     ),
     Rule(
         "kvm.etcd-network-storage", "kvm", "medium", "Master disk on network storage (informational)",
-        bad="master disk on a netfs/iscsi/rbd/gluster pool or a network disk",
+        bad="master disk on a netfs/iscsi/rbd/gluster pool, a network disk, or a dir pool mounted from NFS/CIFS/Ceph "
+            "(mounts are read when libvirtd is local)",
         good="master disks on local SSD/NVMe (dir, logical or disk pool)",
         why="etcd needs p99 fdatasync below ~10 ms; network storage adds a round trip per fsync and jitter "
             "from other tenants",
