@@ -81,7 +81,7 @@ def test_platform_audit(request, okdbench_config, record, run_writer, note):
         findings = [replace(f, node=by_vm.get(f.vm, f.node)) for f in findings]
 
     run_writer.update_info(
-        nodes=node_groups(vms),
+        nodes=node_groups(vms, cfg.spec),
         audit={"vms": [v.to_json() for v in vms], "findings": count_by_severity(findings), "facts": result.facts},
     )
     (run_writer.dir / "audit.json").write_text(

@@ -53,3 +53,11 @@ def test_nodes_mapped_by_provider_id_address_or_name():
     assert map_nodes(vms, [{"name": "master-0.c.example.test", "provider_id": "", "addresses": []}]) == \
         {"c-master-0": "master-0.c.example.test"}
     assert map_nodes(vms, [{"name": "other", "provider_id": "aws:///x", "addresses": ["10.0.0.1"]}]) == {}
+
+
+def test_node_groups_fill_unknown_disk_from_spec():
+    vm = VmInfo(name="c-master-0", machine="master-0", role="master", vcpu=4, memory_mib=16384, disk_gib=None, disk="x",
+                provisioning="thin")
+    [g] = compare.node_groups([vm], _spec())
+    assert (g.role, g.count, g.vcpu, g.memory_mib, g.disk_gib) == ("master", 1, 4, 16384, 100)
+    assert compare.node_groups([vm])[0].disk_gib is None

@@ -160,13 +160,19 @@ def size_drift(infos: list[VmInfo], spec: ClusterSpec) -> list[Finding]:
     return out
 
 
-def node_groups(infos: list[VmInfo]) -> list[NodeGroupInfo]:
-    """run.json's node inventory as measured on the hypervisor (largest size when a role is uneven)."""
+def node_groups(infos: list[VmInfo], spec: ClusterSpec | None = None) -> list[NodeGroupInfo]:
+    """run.json's node inventory as measured on the hypervisor (largest size when a role is uneven).
+
+    A disk size the hypervisor does not report comes from the spec, so the report does not see a
+    difference between platforms that is only a gap in what was measured.
+    """
     out = []
     for role in ROLES:
         vms = [i for i in infos if i.role == role]
         if vms:
             disks = [i.disk_gib for i in vms if i.disk_gib is not None]
+            group = spec.group(role) if spec is not None else None
+            disk = max(disks) if disks else (group.disk_gib if group else None)
             out.append(NodeGroupInfo(role=role, count=len(vms), vcpu=max(i.vcpu for i in vms),
-                                     memory_mib=max(i.memory_mib for i in vms), disk_gib=max(disks) if disks else None))
+                                     memory_mib=max(i.memory_mib for i in vms), disk_gib=disk))
     return out
