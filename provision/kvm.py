@@ -78,6 +78,7 @@ def _make_reachable(workdir: Path) -> None:
         mode = d.stat().st_mode
         if not mode & 0o001:
             os.chmod(d, mode | 0o001)
+            log.info("kvm: %s made traversable (o+x) so libvirt's qemu user reaches the VM files", d)
 
 
 def provision(spec: ClusterSpec, workdir: Path, *, insecure: bool = False,

@@ -289,8 +289,15 @@ def facts(conn, dom_type: str) -> dict:
     def ver(n: int) -> str:
         return f"{n // 1000000}.{n // 1000 % 1000}.{n % 1000}"
 
+    cpu_name = None
+    if conn.getURI().split("://", 1)[-1].startswith("/"):  # local: libvirt's model is the nearest named one
+        try:
+            cpu_name = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), None)
+        except OSError:
+            pass
     return {
         "hypervisor": "kvm",
+        "host_cpu_name": cpu_name or model,
         "uri": conn.getURI(),
         "libvirt_version": ver(conn.getLibVersion()),
         "qemu_version": ver(conn.getVersion()),

@@ -15,7 +15,6 @@ from provision.spec import ClusterSpec, Machine, SpecError, derive_mac
 from provision.templating import render
 
 XMLNS = "https://okdbench.dev/xmlns/1"
-TESTGUEST_DISK_BYTES = 64 * 2**20  # the test guest's data disk: room for its fsync/write probes
 
 
 @dataclass(frozen=True)
@@ -117,8 +116,8 @@ def render_domain(spec: ClusterSpec, m: Machine, workdir: Path, dom_type: str, k
 
 
 def render_volume(spec: ClusterSpec, m: Machine, backing: str | None, backing_format: str = "qcow2") -> str:
-    capacity = TESTGUEST_DISK_BYTES if spec.okd.guest == "testguest" else m.disk
-    vol = {"name": volume_name(spec, m), "capacity": capacity, "format": "qcow2",
+    # qcow2 is sparse: the spec's disk size costs only what the guest writes.
+    vol = {"name": volume_name(spec, m), "capacity": m.disk, "format": "qcow2",
            "backing": backing, "backing_format": backing_format}
     return render("kvm-volume.xml.j2", vol=vol)
 

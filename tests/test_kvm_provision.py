@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -39,12 +40,30 @@ def _libvirt(uri):
 
 
 @pytest.fixture(scope="session")
-def pool(libvirt_uri, tmp_path_factory):
+def vmroot():
+    """Files QEMU opens (volumes, ignition, serial logs) live outside pytest's tmp root: pytest
+    resets /tmp/pytest-of-<user> to 0700 whenever any session starts, which would lock libvirt's
+    qemu user out mid-run when other test sessions run concurrently."""
+    d = ROOT / ".cache" / "kvm-tests" / TAG
+    d.mkdir(parents=True, exist_ok=True)
+    for p in (d, d.parent, d.parent.parent):
+        p.chmod(p.stat().st_mode | 0o011)
+    yield d
+    shutil.rmtree(d, ignore_errors=True)
+
+
+@pytest.fixture
+def vmdir(vmroot, request) -> Path:
+    d = vmroot / re.sub(r"[^A-Za-z0-9_.-]", "_", request.node.name)
+    d.mkdir()
+    return d
+
+
+@pytest.fixture(scope="session")
+def pool(libvirt_uri, vmroot):
     """A directory storage pool of its own, removed at the end of the session."""
-    d = tmp_path_factory.mktemp("pool")
-    for p in [d, *d.parents]:
-        if p != Path("/"):
-            p.chmod(p.stat().st_mode | 0o001)  # libvirt's qemu user traverses to the volumes
+    d = vmroot / "pool"
+    d.mkdir()
     name = f"okdbench-t{TAG}"
     conn = _libvirt(libvirt_uri)
     p = conn.storagePoolDefineXML(f"<pool type='dir'><name>{name}</name><target><path>{d}</path></target></pool>")
@@ -87,7 +106,8 @@ def _fact(text: str, key: str) -> dict[str, str]:
 
 
 @pytest.mark.slow
-def test_three_guests_get_ignition_mac_ip_dns_and_destroy_removes_only_ours(libvirt_uri, pool, test_guest, tmp_path):
+def test_three_guests_get_ignition_mac_ip_dns_and_destroy_removes_only_ours(libvirt_uri, pool, test_guest, vmdir):
+    tmp_path = vmdir
     spec = guest_spec(test_guest, pool, f"it{TAG}")
     conn = _libvirt(libvirt_uri)
     # Unrelated things that look like ours must survive destroy.
@@ -144,7 +164,8 @@ def _check_guests(spec, result, workdir: Path) -> None:
         assert dns["api"] == str(kvm_render.net_plan(spec).api_ip)
 
 
-def test_failed_start_rolls_everything_back(libvirt_uri, pool, test_guest, tmp_path):
+def test_failed_start_rolls_everything_back(libvirt_uri, pool, test_guest, vmdir):
+    tmp_path = vmdir
     bogus = tmp_path / "not-a-kernel"
     bogus.write_bytes(b"\0" * 4096)  # preflight sees a file; QEMU refuses to boot it
     bogus.chmod(0o644)
@@ -234,7 +255,7 @@ def test_cli_exit_2_on_missing_pool(libvirt_uri, test_guest, tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("fake_cluster", ["empty"], indirect=True)
-def test_okd_lifecycle_on_libvirt_with_fake_installer(libvirt_uri, pool, tmp_path, fake_cluster, monkeypatch):
+def test_okd_lifecycle_on_libvirt_with_fake_installer(libvirt_uri, pool, vmdir, fake_cluster, monkeypatch):
     """The fcos path end to end, minus a real FCOS: qcow2 overlays on a (blank) base image, haproxy
     in the netns, openshift-install (fake) against a fake API, bootstrap removal, destroy."""
     import libvirt
@@ -254,7 +275,7 @@ def test_okd_lifecycle_on_libvirt_with_fake_installer(libvirt_uri, pool, tmp_pat
                   {"role": "master", "count": 1, "vcpu": 1, "memory": "128MiB", "disk": "1GiB"}],
         "kvm": {"storage_pool": pool, "base_image": "fcos-blank.qcow2", "domain_type": "auto"}})
     try:
-        result = lifecycle.provision_cluster(spec, tmp_path / "work")
+        result = lifecycle.provision_cluster(spec, vmdir / "work")
         assert {"provision.vms.duration", "install.bootstrap.duration", "install.complete.duration"} <= set(result.timings)
         assert result.kubeconfig and result.kubeconfig.exists()
         names = {d.name() for d in conn.listAllDomains(0)}
