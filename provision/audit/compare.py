@@ -35,7 +35,6 @@ class Side:
     platform: str
     roles: dict[str, RoleSize]
     settings: dict[str, str] = field(default_factory=dict)
-    source: str = "spec"  # spec | hypervisor
 
 
 def side_from_spec(spec: ClusterSpec, label: str | None = None) -> Side:
@@ -58,7 +57,7 @@ def side_from_spec(spec: ClusterSpec, label: str | None = None) -> Side:
     for g in spec.nodes:
         if g.count:
             roles[g.role] = RoleSize(g.role, g.count, (g.vcpu,), (g.memory_mib,), (g.disk_gib,), disk, prov)
-    return Side(label or spec.name, spec.platform, roles, settings, "spec")
+    return Side(label or spec.name, spec.platform, roles, settings)
 
 
 def side_from_vms(label: str, platform: str, infos: list[VmInfo]) -> Side:
@@ -74,7 +73,7 @@ def side_from_vms(label: str, platform: str, infos: list[VmInfo]) -> Side:
             tuple(sorted({i.vcpu for i in vms})), tuple(sorted({i.memory_mib for i in vms})),
             tuple(sorted({i.disk_gib for i in vms if i.disk_gib is not None})),
             disks.most_common(1)[0][0], provs.pop() if len(provs) == 1 else "mixed")
-    return Side(label, platform, roles, {}, "hypervisor")
+    return Side(label, platform, roles)
 
 
 def _fmt(values: tuple[int, ...], unit: str = "") -> str:
