@@ -18,9 +18,17 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_all_good_exits_0_and_writes_summary(tmp_path, monkeypatch):
+    from tests.test_nightly_notify import Hook
+
     monkeypatch.delenv("NIGHTLY_FAIL", raising=False)
-    code, summary = run_nightly(load_config(write_config(tmp_path)))
+    hook = Hook(status=500)  # the webhook is down: the nightly's result must not change
+    try:
+        cfg = load_config(write_config(tmp_path, notify={"webhook_url": hook.url, "retries": 1, "backoff": 0, "timeout": 2}))
+        code, summary = run_nightly(cfg)
+    finally:
+        hook.close()
     assert code == 0, summary["errors"]
+    assert len(hook.bodies) == 2 and hook.bodies[0]["nightly_id"] == summary["nightly_id"]
     on_disk = read_summary(tmp_path)
     assert on_disk == summary
     assert summary["verdict"] == "ok" and summary["exit_code"] == 0

@@ -26,7 +26,7 @@ scalars = st.one_of(
     st.sampled_from(["16GiB", "0", "-1", "1e309", "198.18.0.0/16", "198.18.0.0/30", "198.18.0.4/32", "198.18.0.0/29", "198.18.0.7", "kvm", "vsphere", "master", "10m", "x" * 300, "\n\n", "${X}"]),
 )
 values = st.recursive(scalars, lambda c: st.one_of(st.lists(c, max_size=4), st.dictionaries(st.text(max_size=12), c, max_size=4)),
-                      max_leaves=12)
+                      max_leaves=5)
 
 
 def _paths(doc: Any, prefix: tuple = ()) -> list[tuple]:
