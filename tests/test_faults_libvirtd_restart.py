@@ -1,0 +1,217 @@
+"""libvirtd restarting while a cluster's domains are being defined: provisioning fails with one
+clear line, and a destroy afterwards removes every domain, volume and the network it left.
+
+The restart is a proxy on libvirt's UNIX socket (kvm.uri = qemu:///system?socket=PROXY) that reads
+libvirt's RPC framing and, at the third domain definition, drops every connection and refuses new
+ones for a moment — as a libvirtd restart does — while the daemon behind it, like a restarted
+libvirtd, still knows every object defined so far. The shared libvirtd of the test session is never
+really restarted: other tests keep using it.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import struct
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from okdbench.errors import UserError
+from provision import kvm
+from provision.spec import parse_spec
+
+pytestmark = [pytest.mark.needs_libvirtd]
+
+ROOT = Path(__file__).resolve().parents[1]
+REAL_SOCKET = "/var/run/libvirt/libvirt-sock"
+REMOTE_PROGRAM = 0x20008086
+DEFINE_PROCS = {11, 350}  # REMOTE_PROC_DOMAIN_DEFINE_XML, ..._DEFINE_XML_FLAGS
+TAG = f"{os.getpid() % 100000}"
+
+
+class LibvirtdRestartProxy:
+    def __init__(self, path: Path, cut_at_define: int):
+        self.path = str(path)
+        self.cut_at_define = cut_at_define
+        self.defines = 0
+        self.cut = threading.Event()
+        self._conns: list[socket.socket] = []
+        self._lock = threading.Lock()
+        self._listen()
+
+    def _listen(self) -> None:
+        if os.path.exists(self.path):
+            os.unlink(self.path)
+        self._srv = socket.socket(socket.AF_UNIX)
+        self._srv.bind(self.path)
+        self._srv.listen(16)
+        threading.Thread(target=self._accept, args=(self._srv,), daemon=True).start()
+
+    def _accept(self, srv: socket.socket) -> None:
+        while True:
+            try:
+                client, _ = srv.accept()
+            except OSError:
+                return
+            up = socket.socket(socket.AF_UNIX)
+            up.connect(REAL_SOCKET)
+            with self._lock:
+                self._conns += [client, up]
+            threading.Thread(target=self._client_to_daemon, args=(client, up), daemon=True).start()
+            threading.Thread(target=self._pump, args=(up, client), daemon=True).start()
+
+    def _client_to_daemon(self, src: socket.socket, dst: socket.socket) -> None:
+        buf = b""
+        try:
+            while data := src.recv(65536):
+                buf += data
+                # libvirt RPC: 4-byte total length, then program, version, procedure, ...
+                while len(buf) >= 16:
+                    (length,) = struct.unpack(">I", buf[:4])
+                    if len(buf) < length:
+                        break
+                    msg, buf = buf[:length], buf[length:]
+                    program, _, procedure = struct.unpack(">III", msg[4:16])
+                    if program == REMOTE_PROGRAM and procedure in DEFINE_PROCS:
+                        self.defines += 1
+                        if self.defines == self.cut_at_define and not self.cut.is_set():
+                            self.cut.set()
+                            threading.Thread(target=self.restart, args=(1.5,), daemon=True).start()
+                            return  # this definition never reaches the daemon
+                    dst.sendall(msg)
+        except OSError:
+            pass
+        finally:
+            self._close(src, dst)
+
+    def _pump(self, src: socket.socket, dst: socket.socket) -> None:
+        try:
+            while data := src.recv(65536):
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            self._close(src, dst)
+
+    @staticmethod
+    def _close(*socks: socket.socket) -> None:
+        for s in socks:
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def _stop_listening(self) -> None:
+        try:
+            self._srv.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self._srv.close()
+
+    def restart(self, down_s: float) -> None:
+        self._stop_listening()
+        with self._lock:
+            conns, self._conns = self._conns, []
+        self._close(*conns)
+        for s in conns:
+            s.close()
+        time.sleep(down_s)
+        self._listen()
+
+    def close(self) -> None:
+        self._stop_listening()
+
+
+def _libvirt():
+    import libvirt
+
+    libvirt.registerErrorHandler(lambda *_: None, None)
+    return libvirt
+
+
+@pytest.fixture(scope="module")
+def restarted(libvirt_uri, test_guest, tmp_path_factory):
+    libvirt = _libvirt()
+    vmroot = ROOT / ".cache" / "kvm-faults" / TAG
+    vmroot.mkdir(parents=True, exist_ok=True)
+    for p in (vmroot, vmroot.parent, vmroot.parent.parent):
+        p.chmod(p.stat().st_mode | 0o011)
+    direct = libvirt.open(libvirt_uri)
+    pool_name = f"okdbench-f{TAG}"
+    (vmroot / "pool").mkdir(exist_ok=True)
+    pool = direct.storagePoolDefineXML(
+        f"<pool type='dir'><name>{pool_name}</name><target><path>{vmroot / 'pool'}</path></target></pool>")
+    pool.create()
+    proxy = LibvirtdRestartProxy(tmp_path_factory.mktemp("sock") / "libvirt-sock", cut_at_define=3)
+    name = f"lvr{TAG}"
+    spec = parse_spec({
+        "name": name, "base_domain": "okdbench.test", "platform": "kvm", "okd": {"guest": "testguest"},
+        "network": {"machine_cidr": f"198.19.{200 + os.getpid() % 50}.0/24"},
+        "nodes": [{"role": "master", "count": 5, "vcpu": 1, "memory": "256MiB", "disk": "1GiB"}],
+        "kvm": {"uri": f"qemu:///system?socket={proxy.path}", "storage_pool": pool_name, "domain_type": "qemu",
+                "kernel": str(test_guest.kernel), "initrd": str(test_guest.initrd)},
+    })
+
+    def leftovers():
+        doms = sorted(d.name() for d in direct.listAllDomains() if d.name().startswith(f"{name}-"))
+        vols = sorted(v.name() for v in pool.listAllVolumes())
+        nets = sorted(n.name() for n in direct.listAllNetworks() if name in n.name())
+        return doms + vols + nets
+
+    failure = None
+    try:
+        try:
+            kvm.provision(spec, vmroot / "work")
+        except BaseException as exc:  # judged by the tests
+            failure = exc
+        deadline = time.monotonic() + 10
+        while proxy.cut.is_set() and not os.path.exists(proxy.path) and time.monotonic() < deadline:
+            time.sleep(0.05)  # wait until the 'restarted' libvirtd accepts again
+        time.sleep(1.6)
+        after_failure = leftovers()
+        removed = kvm.destroy(spec)
+        after_destroy = leftovers()
+        yield {"failure": failure, "cut": proxy.cut.is_set(), "after_failure": after_failure, "removed": removed,
+               "after_destroy": after_destroy}
+    finally:
+        proxy.close()
+        for d in direct.listAllDomains():
+            if d.name().startswith(f"{name}-"):
+                if d.isActive():
+                    d.destroy()
+                d.undefine()
+        for v in pool.listAllVolumes():
+            v.delete(0)
+        pool.destroy()
+        pool.undefine()
+        for n in direct.listAllNetworks():
+            if name in n.name():
+                if n.isActive():
+                    n.destroy()
+                n.undefine()
+        direct.close()
+
+
+def test_restart_fails_provisioning_with_one_line(restarted):
+    assert restarted["cut"], "the restart never happened during provisioning"
+    failure = restarted["failure"]
+    assert isinstance(failure, UserError), f"not a one-line UserError: {type(failure).__name__}: {failure}"
+    assert "\n" not in str(failure) and "Traceback" not in str(failure)
+
+
+def test_destroy_after_restart_removes_everything(restarted):
+    assert restarted["after_failure"], "provisioning left nothing behind: nothing for destroy to prove"
+    assert restarted["after_destroy"] == [], f"destroy left {restarted['after_destroy']}"
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "provision/kvm_provision.py: create() says 'everything created so far was removed' although its rollback "
+    "failed silently on the dead connection and left domains, volumes and the network; KVM helper to say "
+    "'run okdbench destroy' when rollback could not finish"))
+def test_failure_message_does_not_claim_a_rollback_that_failed(restarted):
+    assert restarted["after_failure"]
+    assert "everything created so far was removed" not in str(restarted["failure"])
+    assert "destroy" in str(restarted["failure"])
