@@ -11,7 +11,6 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
 
 from okdbench.nightly.config import load_config
 from okdbench.nightly.runner import run_nightly

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 
 from okdbench.nightly.config import load_config
 from okdbench.nightly.lock import NightlyLock

@@ -4,12 +4,10 @@ skipped file with a warning — never a traceback, never an unexpected exception
 from __future__ import annotations
 
 import copy
-import json
 import tempfile
 from pathlib import Path
 from typing import Any
 
-import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
