@@ -324,6 +324,11 @@ def note(request: pytest.FixtureRequest) -> Callable[[str], None]:
     return notes.append
 
 
+def criterion_notes(item: pytest.Item) -> list[str]:
+    """The notes a test added with `note`, in order (joined after the reason in the detail)."""
+    return list(item.stash.get(_notes_key, []))
+
+
 @pytest.fixture(scope="session")
 def spec(okdbench_config: SessionConfig) -> Any:
     return okdbench_config.spec
@@ -432,7 +437,7 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: Any) -> Any:
     if not reports:
         return
     status, detail = criterion_outcome(reports)
-    notes = item.stash.get(_notes_key, [])
+    notes = criterion_notes(item)
     detail = "; ".join([d for d in [detail, *notes] if d])
     name = marker.args[0] if marker.args else marker.kwargs.get("name", item.name)
     result = CriterionResult(

@@ -164,11 +164,9 @@ DETAIL_LIMIT = 400  # results.schema.one_line's bound on a criterion detail
 
 def _notes_length(node: pytest.Item) -> int:
     """Length of the notes the plugin will append after the reason ("; "-joined)."""
-    from okdbench import plugin
+    from okdbench.plugin import criterion_notes
 
-    key = getattr(plugin, "_notes_key", None)
-    notes = node.stash.get(key, []) if key is not None else []
-    return sum(len(n) + 2 for n in notes)
+    return sum(len(n) + 2 for n in criterion_notes(node))
 
 
 @pytest.fixture
