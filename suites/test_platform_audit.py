@@ -1,7 +1,7 @@
 """Platform audit (criterion `platform-audit`): the hypervisor settings that cost performance or break OKD.
 
 Reads the node VMs on the hypervisor itself (libvirt for --platform=kvm, vCenter for vsphere),
-runs the rules of docs/audit-rules.md, and records each finding: as samples
+runs the rules of the README's "Platform audit rules", and records each finding: as samples
 `audit.findings.count` (labels severity, node, rule) and `audit.findings.total` per severity,
 in the criterion detail, and in full in <run>/audit.json. The measured node sizes go to
 run.json `nodes` so the report warns when the platforms compared are not sized alike.

@@ -12,7 +12,7 @@ from provision.spec import load_spec
 HELP = "audit node VMs on the hypervisor, or check two clusters are comparable"
 DESCRIPTION = """\
 With one --spec: read the cluster's VMs on the hypervisor (libvirt or vCenter) and list the
-settings that cost performance or break OKD (rules: docs/audit-rules.md). Exit 1 when a finding
+settings that cost performance or break OKD (rules: the README's "Platform audit rules"). Exit 1 when a finding
 is at or above --fail-on.
 
 With two --spec: print the two clusters' node sizes and settings side by side and exit 1 when

@@ -1,6 +1,6 @@
-"""docs/audit-rules.md from the rule table, so the README's table and the code cannot disagree.
+"""The README's "Platform audit rules" section from the rule table, so README and code cannot disagree.
 
-    python -m provision.audit.doc > docs/audit-rules.md
+    python -m provision.audit.doc   # prints the section body to paste into README.md
 """
 
 from __future__ import annotations
@@ -8,8 +8,6 @@ from __future__ import annotations
 from provision.audit.rules import RULES, severity_rank
 
 INTRO = """\
-# Platform audit rules
-
 `okdbench audit --spec S` and the `platform-audit` suite criterion read the node VMs on the
 hypervisor (libvirt domain XML for KVM, pyvmomi for vSphere) and report these settings. The
 criterion fails on `critical` and `high` findings (`OKDBENCH_AUDIT_FAIL_ON=critical|high|medium|low|never`
