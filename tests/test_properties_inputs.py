@@ -16,7 +16,7 @@ from okdbench.nightly.config import ConfigError, load_config, parse_config
 from provision.spec import SpecError, load_spec, parse_spec
 from reports.costs import load_costs, parse_costs
 
-SETTINGS = settings(max_examples=1000, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
+SETTINGS = settings(max_examples=1000, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True, database=None)
 
 scalars = st.one_of(
     st.none(), st.booleans(), st.integers(min_value=-(2**70), max_value=2**70),
@@ -109,7 +109,7 @@ def test_spec_mutations(data):
     _spec_ok_or_one_line(data)
 
 
-@settings(max_examples=200, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
+@settings(max_examples=200, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True, database=None)
 @given(st.text(max_size=200))
 def test_spec_file_garbage(text):
     with tempfile.TemporaryDirectory() as d:
@@ -146,7 +146,7 @@ def test_nightly_config_mutations(data):
     assert all(p.timeout > 0 and p.soak >= 0 for p in cfg.platforms)
 
 
-@settings(max_examples=200, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
+@settings(max_examples=200, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True, database=None)
 @given(st.one_of(st.text(max_size=200), st.binary(max_size=200).map(lambda b: b.decode("latin-1"))))
 def test_nightly_config_file_garbage(text):
     with tempfile.TemporaryDirectory() as d:
@@ -180,7 +180,7 @@ def test_costs_mutations(data):
     assert set(table.totals) == set(str(p) for p in data["platforms"])
 
 
-@settings(max_examples=200, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
+@settings(max_examples=200, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True, database=None)
 @given(st.text(max_size=200))
 def test_costs_file_garbage(text):
     with tempfile.TemporaryDirectory() as d:

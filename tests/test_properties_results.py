@@ -67,7 +67,7 @@ _counter = itertools.count()
 _tmp = tempfile.TemporaryDirectory(prefix="okdbench-prop-results-")
 
 
-@settings(max_examples=1000, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
+@settings(max_examples=1000, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True, database=None)
 @given(folders)
 def test_load_runs_over_corrupted_folders(f):
     root = Path(_tmp.name) / str(next(_counter))
