@@ -58,6 +58,10 @@ def main(argv: list[str] | None = None) -> int:
         format="%(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    from okdbench.redact import install_log_filter, register_env_secrets
+
+    install_log_filter()
+    register_env_secrets()
     if not args.command:
         parser.print_help()
         return 2

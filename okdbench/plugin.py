@@ -23,6 +23,7 @@ import pytest
 from okdbench import __version__
 from okdbench.errors import UserError
 from okdbench.paths import ROOT, SUITES_DIR
+from okdbench.redact import redact_text
 from results.schema import CriterionResult, NodeGroupInfo, RunInfo, Sample, iso, one_line, utcnow
 from results.store import ResultsWriteError, RunWriter, new_run_id
 
@@ -164,8 +165,13 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "benchmark: a measurement repeated --repeat N times")
     if not _is_suites_session(config) or hasattr(config, "workerinput"):
         return
+    from okdbench.redact import install_log_filter, register_env_secrets, register_file_secrets
+
+    install_log_filter()
+    register_env_secrets()
     try:
         cfg = _session_config(config)
+        register_file_secrets(cfg.kubeconfig)
         if cfg.insecure:
             log.warning("--insecure: TLS certificates are NOT verified; this is recorded in run.json and the report")
         info = RunInfo(
@@ -445,7 +451,7 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: Any) -> Any:
         platform=writer.info.platform,
         criterion=name,
         status=status,  # type: ignore[arg-type]
-        detail=one_line(detail),
+        detail=one_line(redact_text(detail)),
         duration_s=sum(r.duration for r in reports),
     )
     _write(item.config, writer.record_criterion, result)

@@ -336,7 +336,13 @@ def load_spec(path: str | Path) -> ClusterSpec:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         raise SpecError(f"{path}: not valid YAML{where}; fix the syntax") from None
-    return parse_spec(data, source=path)
+    spec = parse_spec(data, source=path)
+    # From here on the pull secret, SSH private key and vCenter password are masked wherever
+    # okdbench writes text (logs, results, reports), whichever path they leak through.
+    from okdbench.redact import register_spec_secrets
+
+    register_spec_secrets(spec)
+    return spec
 
 
 def parse_spec(data: Any, source: Path | None = None) -> ClusterSpec:
