@@ -39,6 +39,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                 help="evidence for a failed criterion when `oc` is on PATH: oc adm inspect of the failing objects "
                      "(default), a full must-gather, or off")
     g.addoption("--workload-timeout", type=float, default=900.0, help="seconds a build, job or pod may take (default 900)")
+    g.addoption("--namespace", metavar="NAME",
+                help="run workloads in this existing namespace (emptied of okdbench's objects at the end) instead "
+                     "of creating one; for service accounts without cluster-wide namespace rights (the CronJob's RBAC)")
     g.addoption("--wait-ready", type=float, default=300.0,
                 help="seconds nodes-ready and csr wait for nodes still turning Ready and CSRs still being "
                      "approved, as right after an install (default 300)")
@@ -54,6 +57,7 @@ class SuiteOptions:
     must_gather: str
     workload_timeout: float
     wait_ready: float
+    namespace: str | None = None
 
 
 def _positive(name: str, value: float) -> float:
@@ -80,7 +84,14 @@ def _suite_options(config: pytest.Config) -> SuiteOptions:
         must_gather=opt("must_gather"),
         workload_timeout=_positive("workload-timeout", opt("workload_timeout")),
         wait_ready=_positive("wait-ready", opt("wait_ready")),
+        namespace=_namespace_name(opt("namespace")),
     )
+
+
+def _namespace_name(name: str | None) -> str | None:
+    if name is not None and not re.fullmatch(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?", name):
+        raise pytest.UsageError(f"--namespace: {name!r} is not a namespace name; use lower-case letters, digits and '-'")
+    return name
 
 
 _options_key = pytest.StashKey[SuiteOptions]()
@@ -140,8 +151,16 @@ def openshift(kube: Kube) -> Kube:
 
 
 @pytest.fixture(scope="session")
-def namespace(kube: Kube, okdbench_config: Any) -> str:
-    """A namespace for this run's workloads, deleted (with everything in it) at the end."""
+def namespace(kube: Kube, okdbench_config: Any, suite_options: SuiteOptions) -> str:
+    """A namespace for this run's workloads, deleted (with everything in it) at the end.
+
+    With --namespace the given namespace is used as it is and only okdbench's objects in it are
+    deleted at the end: least-privilege service accounts may not create namespaces.
+    """
+    if suite_options.namespace:
+        yield suite_options.namespace
+        _empty_namespace(kube, suite_options.namespace)
+        return
     name = f"okdbench-{secrets.token_hex(3)}"
     try:
         kube.create(path_for("v1", "namespaces"), render("namespace", name=name, run_id=okdbench_config.run_id))
@@ -153,6 +172,24 @@ def namespace(kube: Kube, okdbench_config: Any) -> str:
         kube.delete(path_for("v1", "namespaces", name=name))
     except KubeError as exc:
         log.warning("could not delete test namespace %s: %s", name, exc)
+
+
+# What the workloads create, so a shared namespace can be emptied of exactly okdbench's objects.
+_WORKLOAD_KINDS = [("batch/v1", "jobs"), ("v1", "pods"), ("v1", "configmaps"), ("v1", "services"),
+                   ("build.openshift.io/v1", "builds"), ("build.openshift.io/v1", "buildconfigs"),
+                   ("image.openshift.io/v1", "imagestreams")]
+
+
+def _empty_namespace(kube: Kube, namespace: str) -> None:
+    selector = "app.kubernetes.io/managed-by=okdbench"
+    for api_version, plural in _WORKLOAD_KINDS:
+        path = path_for(api_version, plural, namespace)
+        try:
+            for obj in kube.list(path, labelSelector=selector):
+                kube.delete(f"{path}/{obj['metadata']['name']}", propagationPolicy="Background")
+        except KubeError as exc:
+            if exc.status not in (403, 404):  # a kind the cluster does not serve, or may not list
+                log.warning("could not clean %s in namespace %s: %s", plural, namespace, exc)
 
 
 # ---------------------------------------------------------------- evidence on failure
