@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import shutil
+from pathlib import Path
 
 import pytest
 
@@ -38,3 +40,16 @@ def load_guests(request, okdbench_config, run_writer) -> list[guestlog.Guest]:
         return guestlog.collect_guests(spec, result, guest_timeout_s(spec), progress=progress)
     except guestlog.GuestTimeout as exc:
         pytest.fail(str(exc), pytrace=False)
+    finally:
+        keep_serial_logs(result, run_writer.dir / "serial")
+
+
+def keep_serial_logs(result, dest: Path) -> None:
+    """Copy the guests' serial logs into the run folder: the workdir goes with the cluster, the evidence stays.
+
+    A test guest's log holds no secret (the ignition is reported as a hash), unlike an FCOS node's.
+    """
+    dest.mkdir(parents=True, exist_ok=True)
+    for vm in result.vms:
+        if vm.serial_log is not None and Path(vm.serial_log).exists():
+            shutil.copyfile(vm.serial_log, dest / f"{vm.name}.log")
