@@ -172,32 +172,128 @@ def preflight(conn, spec: ClusterSpec) -> Plan:
 # ------------------------------------------------------------------ create with rollback
 
 
+# A restarting libvirtd is usually back within a few seconds; the rollback waits this long for it
+# before it gives up and tells the user to run destroy.
+ROLLBACK_RECONNECT_S = 10.0
+_RECONNECT_PAUSE_S = 0.5
+
+
 @dataclass
 class Created:
-    network: object | None = None
-    volumes: list = field(default_factory=list)
+    """Every create call issued, in order, as (kind, name). A call that raised may still have taken
+    effect (libvirtd applied it, the reply was lost), so rollback checks each name, not handles."""
+
+    issued: list[tuple[str, str]] = field(default_factory=list)
+    confirmed: set[tuple[str, str]] = field(default_factory=set)
     domains: list = field(default_factory=list)
 
+    def issue(self, kind: str, name: str, call):
+        self.issued.append((kind, name))
+        obj = call()
+        self.confirmed.add((kind, name))
+        return obj
 
-def rollback(created: Created) -> None:
+
+def _remove_domain(conn, spec: ClusterSpec, name: str) -> None:
     libvirt = _quiet_libvirt()
-    for dom in created.domains:
-        for step in (dom.destroy, dom.undefine):
-            try:
-                step()
-            except libvirt.libvirtError:
-                pass
-    for vol in created.volumes:
+    dom = conn.lookupByName(name)
+    info = owner_of(dom.XMLDesc(0))
+    if not info or info.get("name") != spec.name:
+        return  # someone else's since; preflight saw no such domain
+    _stop(dom)
+    dom.undefineFlags(getattr(libvirt, "VIR_DOMAIN_UNDEFINE_NVRAM", 0))
+
+
+def _remove_volume(conn, spec: ClusterSpec, name: str) -> None:
+    # No ownership mark on a volume: preflight refused to start if the name existed, so it is ours.
+    conn.storagePoolLookupByName(kvm_section(spec).storage_pool).storageVolLookupByName(name).delete(0)
+
+
+def _remove_network(conn, spec: ClusterSpec, name: str) -> None:
+    net = conn.networkLookupByName(name)
+    info = owner_of(net.XMLDesc(0))
+    if not info or info.get("name") != spec.name:
+        return
+    _stop(net)
+    net.undefine()
+
+
+_REMOVERS = {"domain": _remove_domain, "volume": _remove_volume, "network": _remove_network}
+_ORDER = {"domain": 0, "volume": 1, "network": 2}  # domains use the volumes and the network
+
+
+def _remove_issued(conn, spec: ClusterSpec, pending: list[tuple[str, str]]) -> tuple[list[tuple[str, str]], str | None]:
+    """Remove each pending item by name on conn; returns (items still there or unknown, first error)."""
+    libvirt = _quiet_libvirt()
+    gone_codes = {libvirt.VIR_ERR_NO_DOMAIN, libvirt.VIR_ERR_NO_STORAGE_VOL, libvirt.VIR_ERR_NO_NETWORK,
+                  libvirt.VIR_ERR_NO_STORAGE_POOL}
+    left: list[tuple[str, str]] = []
+    error = None
+    for kind, name in pending:
         try:
-            vol.delete(0)
-        except libvirt.libvirtError:
-            pass
-    if created.network is not None:
-        for step in (created.network.destroy, created.network.undefine):
+            _REMOVERS[kind](conn, spec, name)
+        except libvirt.libvirtError as exc:
+            if exc.get_error_code() in gone_codes:
+                continue  # never created (the call that failed) or already removed
+            left.append((kind, name))
+            error = error or _msg(exc)
+    return left, error
+
+
+def rollback(conn, spec: ClusterSpec, created: Created) -> tuple[list[tuple[str, str]], str | None]:
+    """Remove everything create() issued. When the connection died (libvirtd restarted), wait up to
+    ROLLBACK_RECONNECT_S for a fresh connection and remove the rest with it.
+
+    Returns (items that may still exist, why) -- empty when everything is gone.
+    """
+    libvirt = _quiet_libvirt()
+    pending = sorted(dict.fromkeys(reversed(created.issued)), key=lambda item: _ORDER[item[0]])
+    left, error = _remove_issued(conn, spec, pending)
+    if not left:
+        return [], None
+    uri = kvm_section(spec).uri
+    log.warning("kvm: rollback of %s: %d item(s) not removed (%s); reconnecting to %s for up to %.0f s",
+                spec.name, len(left), error, uri, ROLLBACK_RECONNECT_S)
+    t0 = time.monotonic()
+    stalled = None
+    while left and time.monotonic() - t0 < ROLLBACK_RECONNECT_S:
+        time.sleep(_RECONNECT_PAUSE_S)
+        try:
+            fresh = libvirt.open(uri)
+        except libvirt.libvirtError as exc:
+            error = f"cannot reconnect: {_msg(exc)}"
+            continue
+        try:
+            before = left
+            left, error = _remove_issued(fresh, spec, left)
+        finally:
             try:
-                step()
+                fresh.close()
             except libvirt.libvirtError:
                 pass
+        if left == before:
+            # A live connection that still cannot remove them: waiting longer will not help.
+            if stalled == left:
+                break
+            stalled = left
+        log.info("kvm: rollback of %s: %d item(s) left after %.1f s", spec.name, len(left), time.monotonic() - t0)
+    return left, error
+
+
+def _describe(left: list[tuple[str, str]], created: Created) -> str:
+    parts = []
+    for kind in ("domain", "volume", "network"):
+        names = [n if (k, n) in created.confirmed else f"{n} (if its creation took effect)"
+                 for k, n in sorted(left) if k == kind]
+        if names:
+            parts.append(f"{kind} {names[0]}" if len(names) == 1 else f"{len(names)} {kind}s {', '.join(names)}")
+    return "; ".join(parts)
+
+
+def _rollback_failed(spec: ClusterSpec, created: Created, left: list[tuple[str, str]], why: str | None) -> str:
+    where = spec.source if spec.source is not None else "<your spec file>"
+    return (f"rollback could not remove {_describe(left, created)} ({why}); once libvirt at "
+            f"{kvm_section(spec).uri} answers again, run `okdbench destroy --spec {where}`")
 
 
 def create(conn, spec: ClusterSpec, plan: Plan, network_xml: str, volume_xmls: list[str],
@@ -210,21 +306,24 @@ def create(conn, spec: ClusterSpec, plan: Plan, network_xml: str, volume_xmls: l
     created = Created()
     t0 = time.monotonic()
     try:
-        net = conn.networkDefineXML(with_ledger(network_xml, plan.volumes))
-        created.network = net
+        net = created.issue("network", plan.network_name,
+                            lambda: conn.networkDefineXML(with_ledger(network_xml, plan.volumes)))
         net.create()
-        for xml in volume_xmls:
-            created.volumes.append(plan.pool.createXML(xml, 0))
-        for xml in domain_xmls:
-            created.domains.append(conn.defineXML(xml))
+        for name, xml in zip(plan.volumes, volume_xmls, strict=True):
+            created.issue("volume", name, lambda: plan.pool.createXML(xml, 0))
+        for name, xml in zip(plan.domains, domain_xmls, strict=True):
+            created.domains.append(created.issue("domain", name, lambda: conn.defineXML(xml)))
         with ThreadPoolExecutor(max_workers=min(8, len(created.domains)) or 1) as pool:
             list(pool.map(lambda d: d.create(), created.domains))
     except libvirt.libvirtError as exc:
-        rollback(created)
-        raise KvmError(f"kvm: libvirt refused to create cluster {spec.name}: {_msg(exc)}; "
-                       "everything created so far was removed") from None
+        cause = _msg(exc)
+        left, why = rollback(conn, spec, created)
+        outcome = _rollback_failed(spec, created, left, why) if left else "everything created so far was removed"
+        raise KvmError(f"kvm: libvirt refused to create cluster {spec.name}: {cause}; {outcome}") from None
     except BaseException:
-        rollback(created)
+        left, why = rollback(conn, spec, created)
+        if left:
+            log.error("kvm: %s", _rollback_failed(spec, created, left, why))
         raise
     return created.domains, time.monotonic() - t0
 

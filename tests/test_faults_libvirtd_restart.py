@@ -1,11 +1,13 @@
 """libvirtd restarting while a cluster's domains are being defined: provisioning fails with one
-clear line, and a destroy afterwards removes every domain, volume and the network it left.
+clear line; its rollback reconnects and removes what it created when libvirtd comes back in time,
+and otherwise says what is left and that `okdbench destroy --spec ...` removes it -- which it does.
 
 The restart is a proxy on libvirt's UNIX socket (kvm.uri = qemu:///system?socket=PROXY) that reads
 libvirt's RPC framing and, at the third domain definition, drops every connection and refuses new
-ones for a moment — as a libvirtd restart does — while the daemon behind it, like a restarted
-libvirtd, still knows every object defined so far. The shared libvirtd of the test session is never
-really restarted: other tests keep using it.
+ones -- as a libvirtd restart does -- while the daemon behind it, like a restarted libvirtd, still
+knows every object defined so far. Two restarts: a brief one (back well within the rollback's
+reconnect window) and one that lasts until provisioning has given up. The shared libvirtd of the
+test session is never really restarted: other tests keep using it.
 """
 
 from __future__ import annotations
@@ -19,9 +21,11 @@ from pathlib import Path
 
 import pytest
 
+import yaml
+
 from okdbench.errors import UserError
-from provision import kvm
-from provision.spec import parse_spec
+from provision import kvm, kvm_provision
+from provision.spec import load_spec
 
 pytestmark = [pytest.mark.needs_libvirtd]
 
@@ -33,11 +37,16 @@ TAG = f"{os.getpid() % 100000}"
 
 
 class LibvirtdRestartProxy:
-    def __init__(self, path: Path, cut_at_define: int):
+    """down_s: seconds the 'restarting' libvirtd refuses connections; None = until come_back()."""
+
+    def __init__(self, path: Path, cut_at_define: int, down_s: float | None):
         self.path = str(path)
         self.cut_at_define = cut_at_define
+        self.down_s = down_s
         self.defines = 0
         self.cut = threading.Event()
+        self.up = threading.Event()
+        self._back = threading.Event()
         self._conns: list[socket.socket] = []
         self._lock = threading.Lock()
         self._listen()
@@ -48,6 +57,7 @@ class LibvirtdRestartProxy:
         self._srv = socket.socket(socket.AF_UNIX)
         self._srv.bind(self.path)
         self._srv.listen(16)
+        self.up.set()
         threading.Thread(target=self._accept, args=(self._srv,), daemon=True).start()
 
     def _accept(self, srv: socket.socket) -> None:
@@ -79,7 +89,7 @@ class LibvirtdRestartProxy:
                         self.defines += 1
                         if self.defines == self.cut_at_define and not self.cut.is_set():
                             self.cut.set()
-                            threading.Thread(target=self.restart, args=(1.5,), daemon=True).start()
+                            threading.Thread(target=self.restart, daemon=True).start()
                             return  # this definition never reaches the daemon
                     dst.sendall(msg)
         except OSError:
@@ -105,23 +115,28 @@ class LibvirtdRestartProxy:
                 pass
 
     def _stop_listening(self) -> None:
+        self.up.clear()
         try:
             self._srv.shutdown(socket.SHUT_RDWR)
         except OSError:
             pass
         self._srv.close()
 
-    def restart(self, down_s: float) -> None:
+    def restart(self) -> None:
         self._stop_listening()
         with self._lock:
             conns, self._conns = self._conns, []
         self._close(*conns)
         for s in conns:
             s.close()
-        time.sleep(down_s)
+        self._back.wait(self.down_s)
         self._listen()
 
+    def come_back(self) -> None:
+        self._back.set()
+
     def close(self) -> None:
+        self._back.set()
         self._stop_listening()
 
 
@@ -132,31 +147,34 @@ def _libvirt():
     return libvirt
 
 
-@pytest.fixture(scope="module")
-def restarted(libvirt_uri, test_guest, tmp_path_factory):
+def _provision_through_restart(libvirt_uri, test_guest, tmp_path_factory, scenario: str, down_s: float | None,
+                               subnet: str):
     libvirt = _libvirt()
-    vmroot = ROOT / ".cache" / "kvm-faults" / TAG
+    vmroot = ROOT / ".cache" / "kvm-faults" / f"{scenario}{TAG}"
     vmroot.mkdir(parents=True, exist_ok=True)
     for p in (vmroot, vmroot.parent, vmroot.parent.parent):
         p.chmod(p.stat().st_mode | 0o011)
     direct = libvirt.open(libvirt_uri)
-    pool_name = f"okdbench-f{TAG}"
+    pool_name = f"okdbench-{scenario}{TAG}"
     (vmroot / "pool").mkdir(exist_ok=True)
     pool = direct.storagePoolDefineXML(
         f"<pool type='dir'><name>{pool_name}</name><target><path>{vmroot / 'pool'}</path></target></pool>")
     pool.create()
-    proxy = LibvirtdRestartProxy(tmp_path_factory.mktemp("sock") / "libvirt-sock", cut_at_define=3)
-    name = f"lvr{TAG}"
-    spec = parse_spec({
+    proxy = LibvirtdRestartProxy(tmp_path_factory.mktemp("sock") / "libvirt-sock", cut_at_define=3, down_s=down_s)
+    name = f"{scenario}{TAG}"
+    spec_path = vmroot / "cluster.yaml"
+    spec_path.write_text(yaml.safe_dump({
         "name": name, "base_domain": "okdbench.test", "platform": "kvm", "okd": {"guest": "testguest"},
-        "network": {"machine_cidr": f"198.19.{200 + os.getpid() % 50}.0/24"},
+        "network": {"machine_cidr": subnet},
         "nodes": [{"role": "master", "count": 5, "vcpu": 1, "memory": "256MiB", "disk": "1GiB"}],
         "kvm": {"uri": f"qemu:///system?socket={proxy.path}", "storage_pool": pool_name, "domain_type": "qemu",
                 "kernel": str(test_guest.kernel), "initrd": str(test_guest.initrd)},
-    })
+    }))
+    spec = load_spec(spec_path)
 
     def leftovers():
         doms = sorted(d.name() for d in direct.listAllDomains() if d.name().startswith(f"{name}-"))
+        pool.refresh(0)
         vols = sorted(v.name() for v in pool.listAllVolumes())
         nets = sorted(n.name() for n in direct.listAllNetworks() if name in n.name())
         return doms + vols + nets
@@ -167,15 +185,13 @@ def restarted(libvirt_uri, test_guest, tmp_path_factory):
             kvm.provision(spec, vmroot / "work")
         except BaseException as exc:  # judged by the tests
             failure = exc
-        deadline = time.monotonic() + 10
-        while proxy.cut.is_set() and not os.path.exists(proxy.path) and time.monotonic() < deadline:
-            time.sleep(0.05)  # wait until the 'restarted' libvirtd accepts again
-        time.sleep(1.6)
         after_failure = leftovers()
+        proxy.come_back()
+        proxy.up.wait(10)  # the 'restarted' libvirtd accepts again
         removed = kvm.destroy(spec)
         after_destroy = leftovers()
         yield {"failure": failure, "cut": proxy.cut.is_set(), "after_failure": after_failure, "removed": removed,
-               "after_destroy": after_destroy}
+               "after_destroy": after_destroy, "spec_path": spec_path}
     finally:
         proxy.close()
         for d in direct.listAllDomains():
@@ -195,6 +211,21 @@ def restarted(libvirt_uri, test_guest, tmp_path_factory):
         direct.close()
 
 
+@pytest.fixture(scope="module")
+def restarted(libvirt_uri, test_guest, tmp_path_factory):
+    """libvirtd stays down until provisioning has failed: its rollback cannot reach it."""
+    yield from _provision_through_restart(libvirt_uri, test_guest, tmp_path_factory, "lvr", None,
+                                          f"198.19.{200 + os.getpid() % 50}.0/24")
+
+
+@pytest.fixture(scope="module")
+def restarted_briefly(libvirt_uri, test_guest, tmp_path_factory):
+    """libvirtd is back after 1.5 s, well within the rollback's reconnect window."""
+    assert 1.5 * 3 < kvm_provision.ROLLBACK_RECONNECT_S
+    yield from _provision_through_restart(libvirt_uri, test_guest, tmp_path_factory, "lvb", 1.5,
+                                          f"198.18.{200 + os.getpid() % 50}.0/24")
+
+
 def test_restart_fails_provisioning_with_one_line(restarted):
     assert restarted["cut"], "the restart never happened during provisioning"
     failure = restarted["failure"]
@@ -207,11 +238,25 @@ def test_destroy_after_restart_removes_everything(restarted):
     assert restarted["after_destroy"] == [], f"destroy left {restarted['after_destroy']}"
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "provision/kvm_provision.py: create() says 'everything created so far was removed' although its rollback "
-    "failed silently on the dead connection and left domains, volumes and the network; KVM helper to say "
-    "'run okdbench destroy' when rollback could not finish"))
 def test_failure_message_does_not_claim_a_rollback_that_failed(restarted):
     assert restarted["after_failure"]
     assert "everything created so far was removed" not in str(restarted["failure"])
     assert "destroy" in str(restarted["failure"])
+    assert f"okdbench destroy --spec {restarted['spec_path']}" in str(restarted["failure"])
+
+
+def test_failure_message_names_what_is_left(restarted):
+    msg = str(restarted["failure"])
+    assert "\n" not in msg
+    for item in restarted["after_failure"]:
+        assert item in msg, f"{item} is left but the message does not say so: {msg}"
+
+
+def test_brief_restart_rollback_reconnects_and_removes_everything(restarted_briefly):
+    assert restarted_briefly["cut"], "the restart never happened during provisioning"
+    failure = restarted_briefly["failure"]
+    assert isinstance(failure, UserError), f"not a one-line UserError: {type(failure).__name__}: {failure}"
+    assert "\n" not in str(failure)
+    assert restarted_briefly["after_failure"] == [], f"rollback left {restarted_briefly['after_failure']}"
+    assert "everything created so far was removed" in str(failure)
+    assert restarted_briefly["removed"] == [] and restarted_briefly["after_destroy"] == []
