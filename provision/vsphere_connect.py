@@ -30,6 +30,35 @@ log = logging.getLogger("okdbench.vsphere")
 # Socket timeout per SOAP call: long-running work is a Task we poll, never one blocking call.
 SOCKET_TIMEOUT_S = 60
 
+# What pyVmomi (http.client over ssl) raises when vCenter goes away mid-session: RemoteDisconnected,
+# ConnectionResetError/RefusedError, socket timeouts, ssl.SSLError/SSLEOFError are all OSError or
+# HTTPException. SOAP faults (vmodl.MethodFault) are neither and pass through untouched.
+CONNECTION_ERRORS = (OSError, http.client.HTTPException)
+
+
+class ConnectionLost(UserError):
+    """The session's connection to vCenter broke (vCenter restarting, network gone) during a call."""
+
+
+def endpoint_of(mo: object) -> str:
+    """host:port of the vCenter a managed object (or ServiceInstance) was fetched from."""
+    return getattr(getattr(mo, "_stub", None), "host", None) or "vCenter"
+
+
+@contextlib.contextmanager
+def connection_guard(mo: object, doing: str) -> Iterator[None]:
+    """One line naming vCenter and what was being done, instead of a socket traceback.
+
+    Not retried: a vCenter restart takes minutes and cancels running tasks, so the caller's
+    rollback (if it can reach vCenter) or a later destroy is what cleans up.
+    """
+    try:
+        yield
+    except CONNECTION_ERRORS as exc:
+        raise ConnectionLost(
+            f"vcenter {endpoint_of(mo)}: connection lost while {doing} ({type(exc).__name__}); once vCenter is back, "
+            "run `okdbench destroy --spec <spec>` to clean up if anything remains") from None
+
 
 @dataclass(frozen=True)
 class Credentials:

@@ -50,11 +50,16 @@ def network_kargs(spec: ClusterSpec, machine: Machine) -> str:
         interface=vs.interface, dns_servers=net.dns_servers).strip()
 
 
+def ownership_marks(spec: ClusterSpec, machine: Machine) -> dict[str, str]:
+    """The extraConfig keys by which destroy recognises this cluster's VMs. Set in the clone request
+    itself, so a VM that exists at all is already destroy's to remove."""
+    return {CLUSTER_KEY: spec.name, NODE_KEY: machine.name}
+
+
 def extra_config(spec: ClusterSpec, machine: Machine, ignition: bytes | None) -> dict[str, str]:
     """The VM's extraConfig. ignition=None leaves the ignition keys out (render without files)."""
     cfg = dict(STATIC_CONFIG)
-    cfg[CLUSTER_KEY] = spec.name
-    cfg[NODE_KEY] = machine.name
+    cfg.update(ownership_marks(spec, machine))
     if ignition is not None:
         cfg[IGNITION_KEY] = base64.b64encode(ignition).decode()
         cfg[ENCODING_KEY] = "base64"
@@ -145,7 +150,8 @@ def build_plan(spec: ClusterSpec, ignition_dir: Path | None = None) -> dict[str,
         "cluster_path": p.cluster,
         "folder": p.folder,
         "steps": ["resolve inventory paths", "check VM names are free", f"create folder {p.folder}",
-                  "clone template (parallel)", "reconfigure vCPU/memory/disk/NIC/extraConfig", "power on",
+                  "clone template, marked okdbench.cluster/okdbench.node (parallel)",
+                  "reconfigure vCPU/memory/disk/NIC/extraConfig", "power on",
                   "wait bootstrap complete", "approve CSRs", "remove bootstrap", "wait install complete"],
         "vms": vms,
     }

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Mapping
+from typing import Callable, Mapping
 
 from pyVmomi import vim, vmodl
 
 from okdbench import redact
 from okdbench.errors import UserError
+from provision.vsphere_connect import CONNECTION_ERRORS, connection_guard
 
 log = logging.getLogger("okdbench.vsphere")
 
@@ -37,6 +38,16 @@ def fault_text(fault: BaseException | None) -> str:
     return redact.redact_text(" ".join(" ".join(parts).split()))
 
 
+def start_tasks(via: object, phase: str, starts: Mapping[str, Callable[[], vim.Task]]) -> dict[str, vim.Task]:
+    """Call each start (e.g. functools.partial(vm.PowerOnVM_Task)); return name -> task. via: any
+    managed object of the session, to name vCenter if the connection breaks while starting."""
+    tasks = {}
+    for name, start in starts.items():
+        with connection_guard(via, f"starting {phase} of {name}"):
+            tasks[name] = start()
+    return tasks
+
+
 def wait_tasks(tasks: Mapping[str, vim.Task], phase: str, *, timeout: float) -> dict[str, object]:
     """Wait for every task; return name -> result. Raises TaskFailed at the timeout (pending tasks are
     cancelled), or once every task has ended if any failed, so the caller rolls back a settled state.
@@ -51,7 +62,8 @@ def wait_tasks(tasks: Mapping[str, vim.Task], phase: str, *, timeout: float) -> 
     while pending:
         for name, task in list(pending.items()):
             try:
-                info = task.info
+                with connection_guard(task, f"waiting for {phase} of {name}"):
+                    info = task.info
             except vmodl.fault.ManagedObjectNotFound:
                 errors.append(f"{name}: task vanished")
                 del pending[name]
@@ -69,7 +81,7 @@ def wait_tasks(tasks: Mapping[str, vim.Task], phase: str, *, timeout: float) -> 
             for task in pending.values():  # best effort: a cancelled clone leaves less to roll back
                 try:
                     task.CancelTask()
-                except vmodl.MethodFault:
+                except (vmodl.MethodFault, *CONNECTION_ERRORS):
                     pass
             raise TaskFailed(f"vsphere {phase}: {len(pending)} of {total} tasks still running after {timeout:.0f}s "
                              f"({', '.join(sorted(pending))}); vCenter is overloaded or stuck")

@@ -9,7 +9,7 @@ behind the user's back.
 
 from __future__ import annotations
 
-import contextlib
+import functools
 import logging
 import time
 from dataclasses import dataclass, field
@@ -19,8 +19,9 @@ from pyVmomi import vim, vmodl
 from okdbench.errors import UserError
 from provision.spec import ClusterSpec
 from provision.vsphere_inventory import Inventory, entity_path, find, paths, resolve, vms_named
-from provision.vsphere_plan import CLUSTER_KEY, NODE_KEY, VmPlan, extra_config, vm_plans
-from provision.vsphere_tasks import wait_tasks
+from provision.vsphere_connect import connection_guard
+from provision.vsphere_plan import CLUSTER_KEY, NODE_KEY, VmPlan, extra_config, ownership_marks, vm_plans
+from provision.vsphere_tasks import start_tasks, wait_tasks
 
 log = logging.getLogger("okdbench.vsphere")
 
@@ -95,7 +96,7 @@ def config_spec(vm: vim.VirtualMachine, plan: VmPlan, inv: Inventory, extra: dic
     """vCPU, memory, disk size, NIC (static MAC, network) and extraConfig, applied after clone.
 
     After, not in the CloneSpec: govmomi's simulator ignores CPU/memory there, and a reconfigure
-    is what every vCenter accepts.
+    is what every vCenter accepts. Only the ownership marks go in the CloneSpec (clone_spec).
     """
     m = plan.machine
     changes = []
@@ -115,7 +116,32 @@ def config_spec(vm: vim.VirtualMachine, plan: VmPlan, inv: Inventory, extra: dic
         changes.append(vim.vm.device.VirtualDeviceSpec(operation="edit", device=disk))
     return vim.vm.ConfigSpec(
         numCPUs=m.vcpu, memoryMB=plan.memory_mib, deviceChange=changes,
-        extraConfig=[vim.option.OptionValue(key=k, value=v) for k, v in extra.items()])
+        extraConfig=_options(extra))
+
+
+def _options(values: dict[str, str]) -> list[vim.option.OptionValue]:
+    return [vim.option.OptionValue(key=k, value=v) for k, v in values.items()]
+
+
+def clone_spec(inv: Inventory, spec: ClusterSpec, plan: VmPlan) -> vim.vm.CloneSpec:
+    """The clone request, carrying the ownership marks: a clone that exists is already destroy's to
+    remove, even when vCenter goes away before reconfigure (govmomi's simulator and vCenter both
+    apply CloneSpec.config.extraConfig)."""
+    return vim.vm.CloneSpec(
+        location=vim.vm.RelocateSpec(pool=inv.resource_pool, datastore=inv.datastore), powerOn=False, template=False,
+        config=vim.vm.ConfigSpec(extraConfig=_options(ownership_marks(spec, plan.machine))))
+
+
+def _reconfigure_extra(spec: ClusterSpec, plan: VmPlan, ignition: bytes | None) -> dict[str, str]:
+    # The marks are already set by the clone; sending them again would duplicate them in the simulator.
+    marks = ownership_marks(spec, plan.machine)
+    return {k: v for k, v in extra_config(spec, plan.machine, ignition).items() if k not in marks}
+
+
+def _reconfigure(vm: vim.VirtualMachine, plan: VmPlan, inv: Inventory, extra: dict[str, str]) -> vim.Task:
+    # One callable for start_tasks: config_spec reads the clone's devices from vCenter, and that read
+    # belongs under the same connection guard as the call.
+    return vm.ReconfigVM_Task(spec=config_spec(vm, plan, inv, extra))
 
 
 # --------------------------------------------------------------------------- create
@@ -159,26 +185,29 @@ def create_vms(si: vim.ServiceInstance, spec: ClusterSpec, ignition: dict[str, b
     folder, made_folder = _ensure_folder(si, inv)
     try:
         t0 = time.monotonic()
-        relocate = vim.vm.RelocateSpec(pool=inv.resource_pool, datastore=inv.datastore)
-        clone = vim.vm.CloneSpec(location=relocate, powerOn=False, template=False)
         log.info("vsphere clone: %d VMs from %s into %s", len(plans), inv.paths.template, inv.paths.folder)
-        tasks = {p.name: inv.template.CloneVM_Task(folder=folder, name=p.name, spec=clone) for p in plans}
         try:
-            out.vms = {k: v for k, v in wait_tasks(tasks, "clone", timeout=CLONE_TIMEOUT_S).items()}
-        finally:
-            # Whatever happened, remember every VM that exists so a rollback finds it.
-            out.vms = out.vms or vms_named(si, folder, {p.name for p in plans})
+            tasks = start_tasks(si, "clone", {p.name: functools.partial(
+                inv.template.CloneVM_Task, folder=folder, name=p.name, spec=clone_spec(inv, spec, p)) for p in plans})
+            out.vms = dict(wait_tasks(tasks, "clone", timeout=CLONE_TIMEOUT_S))
+        except BaseException:
+            # Remember every clone that exists so the rollback finds it (if vCenter is reachable at all).
+            try:
+                out.vms = vms_named(si, folder, {p.name for p in plans})
+            except Exception as exc:
+                log.warning("vsphere: cannot list the clones to roll back (%s)", type(exc).__name__)
+            raise
         out.timings["vsphere.clone"] = time.monotonic() - t0
 
         t0 = time.monotonic()
-        tasks = {p.name: out.vms[p.name].ReconfigVM_Task(
-            spec=config_spec(out.vms[p.name], p, inv, extra_config(spec, p.machine, ignition[p.machine.role])))
-            for p in plans}
+        tasks = start_tasks(si, "reconfigure", {p.name: functools.partial(
+            _reconfigure, out.vms[p.name], p, inv, _reconfigure_extra(spec, p, ignition[p.machine.role]))
+            for p in plans})
         wait_tasks(tasks, "reconfigure", timeout=RECONFIGURE_TIMEOUT_S)
         out.timings["vsphere.reconfigure"] = time.monotonic() - t0
 
         t0 = time.monotonic()
-        tasks = {p.name: out.vms[p.name].PowerOnVM_Task() for p in plans}
+        tasks = start_tasks(si, "power on", {p.name: out.vms[p.name].PowerOnVM_Task for p in plans})
         wait_tasks(tasks, "power on", timeout=POWER_TIMEOUT_S)
         out.timings["vsphere.power_on"] = time.monotonic() - t0
     except BaseException as exc:  # including KeyboardInterrupt: leave nothing half-created
@@ -190,12 +219,14 @@ def create_vms(si: vim.ServiceInstance, spec: ClusterSpec, ignition: dict[str, b
 
 
 def _rollback(si: vim.ServiceInstance, folder: vim.Folder | None, vms: dict[str, vim.VirtualMachine]) -> None:
-    with contextlib.suppress(Exception):
+    # Best effort, and never masking the error being rolled back from; what it cannot remove carries
+    # the ownership marks, so a later destroy does.
+    try:
         delete_vms(vms)
-    if folder is not None:
-        with contextlib.suppress(Exception):
-            if not folder.childEntity:
-                wait_tasks({"folder": folder.Destroy_Task()}, "rollback folder", timeout=DESTROY_TIMEOUT_S)
+        if folder is not None and not folder.childEntity:
+            wait_tasks({"folder": folder.Destroy_Task()}, "rollback folder", timeout=DESTROY_TIMEOUT_S)
+    except Exception as exc:
+        log.warning("vsphere rollback incomplete (%s); okdbench destroy removes what is left", exc)
 
 
 # --------------------------------------------------------------------------- delete
@@ -203,10 +234,16 @@ def _rollback(si: vim.ServiceInstance, folder: vim.Folder | None, vms: dict[str,
 
 def delete_vms(vms: dict[str, vim.VirtualMachine]) -> list[str]:
     """Power off (hard: these are disposable nodes) and delete. Returns the deleted VM names."""
-    on = {n: vm for n, vm in vms.items() if vm.runtime.powerState != vim.VirtualMachine.PowerState.poweredOff}
+    if not vms:
+        return []
+    via = next(iter(vms.values()))
+    with connection_guard(via, "reading the power state of VMs to delete"):
+        on = {n: vm for n, vm in vms.items() if vm.runtime.powerState != vim.VirtualMachine.PowerState.poweredOff}
     if on:
-        wait_tasks({n: vm.PowerOffVM_Task() for n, vm in on.items()}, "power off", timeout=POWER_TIMEOUT_S)
-    wait_tasks({n: vm.Destroy_Task() for n, vm in vms.items()}, "delete", timeout=DESTROY_TIMEOUT_S)
+        wait_tasks(start_tasks(via, "power off", {n: vm.PowerOffVM_Task for n, vm in on.items()}), "power off",
+                   timeout=POWER_TIMEOUT_S)
+    wait_tasks(start_tasks(via, "delete", {n: vm.Destroy_Task for n, vm in vms.items()}), "delete",
+               timeout=DESTROY_TIMEOUT_S)
     return sorted(vms)
 
 

@@ -156,15 +156,6 @@ def _scenario(sim, tmp_path):
             "password": sim.password}
 
 
-XFAIL_ONE_LINE = pytest.mark.xfail(strict=True, reason=(
-    "provision/vsphere_vms.py: a connection dropped mid-clone escapes as http.client.RemoteDisconnected "
-    "(a traceback), not a one-line UserError; vSphere helper to wrap it"))
-XFAIL_CLEANUP = pytest.mark.xfail(strict=True, reason=(
-    "provision/vsphere_vms.py: clones get the okdbench cluster marker only at reconfigure, so VMs cloned before "
-    "a failure are 'objects okdbench did not create' to destroy and are left behind; mark them in the CloneSpec"))
-
-
-@XFAIL_ONE_LINE
 def test_restart_fails_provisioning_with_one_line(restarted):
     failure = restarted["failure"]
     assert isinstance(failure, UserError), f"not a one-line UserError: {type(failure).__name__}: {failure}"
@@ -172,7 +163,6 @@ def test_restart_fails_provisioning_with_one_line(restarted):
     assert "\n" not in msg and "Traceback" not in msg and restarted["password"] not in msg
 
 
-@XFAIL_CLEANUP
 def test_destroy_after_restart_removes_everything(restarted):
     assert 0 < len(restarted["left_after_failure"]) <= restarted["total"], "nothing was left to clean up"
     assert restarted["left_after_destroy"] == [], f"destroy left {restarted['left_after_destroy']}"

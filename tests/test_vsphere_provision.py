@@ -16,7 +16,7 @@ from pyVmomi import vim
 from okdbench import redact
 from provision import vsphere
 from provision.spec import parse_spec
-from provision.vsphere_plan import CLUSTER_KEY, ENCODING_KEY, IGNITION_KEY, KARGS_KEY
+from provision.vsphere_plan import CLUSTER_KEY, ENCODING_KEY, IGNITION_KEY, KARGS_KEY, NODE_KEY
 from tests.support.vcsim import prepare_template, vsphere_spec_data
 
 pytestmark = pytest.mark.needs_vcsim
@@ -82,7 +82,10 @@ def test_provision_configures_vms_then_destroy_removes_exactly_them(sim, tmp_pat
         assert disk.capacityInKB == -(-machine.disk // 2**30) * 2**20
         cfg = extra(vm)
         assert cfg["disk.EnableUUID"] == "TRUE" and cfg["stealclock.enable"] == "TRUE"
-        assert cfg[ENCODING_KEY] == "base64" and cfg[CLUSTER_KEY] == "okd-sim"
+        assert cfg[ENCODING_KEY] == "base64" and cfg[CLUSTER_KEY] == "okd-sim" and cfg[NODE_KEY] == machine.name
+        # The marks come with the clone, the rest with the reconfigure: every key set exactly once.
+        keys = [o.key for o in vm.config.extraConfig]
+        assert len(keys) == len(set(keys)), sorted(keys)
         assert cfg[KARGS_KEY] == (f"ip={machine.ip}::198.18.20.1:255.255.255.0:{machine.hostname}:ens192:none "
                                   "nameserver=198.18.20.2")
         data = base64.b64decode(cfg[IGNITION_KEY])
