@@ -81,9 +81,15 @@ def with_ledger(network_xml: str, volumes: list[str]) -> str:
 
 
 def _owned_domains(conn, cluster: str) -> list:
+    libvirt = _quiet_libvirt()
     out = []
     for dom in conn.listAllDomains(0):
-        info = owner_of(dom.XMLDesc(0))
+        try:
+            info = owner_of(dom.XMLDesc(0))
+        except libvirt.libvirtError as exc:
+            if exc.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN:
+                continue  # undefined by someone else since the listing: nothing of ours to remove
+            raise
         if info and info.get("name") == cluster:
             out.append(dom)
     return out
@@ -401,6 +407,8 @@ def facts(conn, dom_type: str) -> dict:
         "libvirt_version": ver(conn.getLibVersion()),
         "qemu_version": ver(conn.getVersion()),
         "domain_type": dom_type,
+        # Software emulation makes every timing slower and noisier: the report warns about it.
+        "emulated": dom_type != "kvm",
         "host_cpu_model": model,
         "host_cpus": info[2],
         "host_memory_mib": info[1],
