@@ -17,6 +17,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from okdbench.errors import UserError
+from okdbench.validation import one_line_error
 
 Role = Literal["bootstrap", "master", "worker"]
 
@@ -293,35 +294,6 @@ def derive_mac(cluster: str, node: str, platform: str, prefix: str | None = None
     raise SpecError(f"nodes: cannot derive a unique MAC for {node} with prefix {prefix}; use a longer-tailed mac_prefix")
 
 
-def _loc(loc: tuple[Any, ...]) -> str:
-    out = ""
-    for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        elif part in ("function-after", "function-before") or str(part).startswith(("function-", "tagged-union")):
-            continue
-        else:
-            out += ("." if out else "") + str(part)
-    return out
-
-
-def format_validation_error(exc: ValidationError, data: Any) -> str:
-    err = exc.errors(include_url=False)[0]
-    path = _loc(err["loc"])
-    msg = err["msg"].removeprefix("Value error, ")
-    if err["type"] == "extra_forbidden":
-        return f"{path}: unknown field; remove it or check its spelling"
-    if err["type"] == "missing":
-        return f"{path}: required field is missing"
-    if msg.split(":", 1)[0].startswith(("network.", "nodes", "kvm", "vsphere")):
-        return msg  # already names its own path
-    bad = err.get("input")
-    shown = "" if isinstance(bad, (dict, list)) or bad is None else f"{bad!r} "
-    if msg.startswith(repr(bad)):
-        return f"{path}: {msg}"
-    return f"{path}: {shown}is not allowed: {msg[:1].lower()}{msg[1:]}"
-
-
 def load_spec(path: str | Path) -> ClusterSpec:
     path = Path(path)
     try:
@@ -352,7 +324,7 @@ def parse_spec(data: Any, source: Path | None = None) -> ClusterSpec:
     try:
         spec = ClusterSpec.model_validate(data)
     except ValidationError as exc:
-        raise SpecError(where + format_validation_error(exc, data)) from None
+        raise SpecError(where + one_line_error(exc)) from None
     base = source.parent if source else Path.cwd()
     resolved = {}
     for key in ("ssh_public_key", "pull_secret"):

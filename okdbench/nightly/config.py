@@ -14,6 +14,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from okdbench.errors import UserError
+from okdbench.validation import one_line_error, short, yaml_path
 
 
 class ConfigError(UserError):
@@ -105,7 +106,7 @@ class Notify(_Model):
     @classmethod
     def _v_url(cls, v: str) -> str:
         if not re.match(r"^https?://[^\s/]+", v):
-            raise ValueError(f"{_short(v)!r} is not an http(s) URL; use e.g. https://hooks.example.com/okdbench")
+            raise ValueError(f"{short(v)!r} is not an http(s) URL; use e.g. https://hooks.example.com/okdbench")
         return v
 
     @field_validator("timeout")
@@ -157,43 +158,11 @@ class NightlyConfig(_Model):
         return baseline, candidate
 
 
-def _short(value: Any, limit: int = 60) -> str:
-    text = " ".join(str(value).split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def _loc(loc: tuple[Any, ...]) -> str:
-    out = ""
-    for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        elif str(part).startswith(("function-", "tagged-union", "list[", "literal[")):
-            continue
-        else:
-            out += ("." if out else "") + str(part)
-    return out or "(top level)"
-
-
 def _format_error(exc: ValidationError) -> str:
     err = exc.errors(include_url=False)[0]
-    path = _loc(err["loc"])
-    msg = " ".join(str(err["msg"]).removeprefix("Value error, ").split())
-    kind = err["type"]
-    if kind == "extra_forbidden":
-        return f"{path}: unknown field; remove it or check its spelling"
-    if kind == "too_short" and path == "platforms":
+    if err["type"] == "too_short" and yaml_path(err["loc"]) == "platforms":
         return "platforms: a nightly compares two platform runs; list a baseline and a candidate (see examples/nightly.yaml)"
-    if kind == "missing":
-        return f"{path}: required field is missing"
-    if re.match(r"^[a-z_]+(\[\d+\])?(\.[a-z_]+)?: ", msg):
-        return msg  # already names its own path
-    bad = err.get("input")
-    shown = "" if isinstance(bad, (dict, list)) or bad is None else f"{_short(repr(bad))} "
-    if shown and msg.startswith(_short(repr(bad))):
-        return f"{path}: {msg}"
-    if not shown:
-        return f"{path}: {msg[:1].lower()}{msg[1:]}"
-    return f"{path}: {shown}is not allowed: {msg[:1].lower()}{msg[1:]}"
+    return one_line_error(exc)
 
 
 def parse_config(data: Any, source: Path | None = None) -> NightlyConfig:
@@ -205,7 +174,7 @@ def parse_config(data: Any, source: Path | None = None) -> NightlyConfig:
     except ValidationError as exc:
         raise ConfigError(where + _format_error(exc)) from None
     except (ValueError, TypeError, OverflowError) as exc:  # a validator tripped on a value pydantic let through
-        raise ConfigError(f"{where}invalid value: {_short(exc, 200)}") from None
+        raise ConfigError(f"{where}invalid value: {short(exc, 200)}") from None
     return _resolve(cfg, source)
 
 
@@ -256,5 +225,5 @@ def load_config(path: str | Path) -> NightlyConfig:
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         raise ConfigError(f"{path}: not valid YAML{where}; fix the syntax") from None
     except (ValueError, RecursionError) as exc:
-        raise ConfigError(f"{path}: not valid YAML ({_short(exc)}); fix the syntax") from None
+        raise ConfigError(f"{path}: not valid YAML ({short(exc)}); fix the syntax") from None
     return parse_config(data, source=path)

@@ -1,0 +1,46 @@
+"""pydantic validation errors as the one line a user reads: YAML path, bad value, what is allowed."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from pydantic import ValidationError
+
+
+def short(value: Any, limit: int = 60) -> str:
+    text = " ".join(str(value).split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def yaml_path(loc: tuple[Any, ...]) -> str:
+    """('nodes', 1, 'memory') -> 'nodes[1].memory'; pydantic's validator/union steps are dropped."""
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif str(part).startswith(("function-", "tagged-union", "list[", "literal[")):
+            continue
+        else:
+            out += ("." if out else "") + str(part)
+    return out or "(top level)"
+
+
+def one_line_error(exc: ValidationError) -> str:
+    err = exc.errors(include_url=False)[0]
+    path = yaml_path(err["loc"])
+    msg = " ".join(str(err["msg"]).removeprefix("Value error, ").split())
+    kind = err["type"]
+    if kind == "extra_forbidden":
+        return f"{path}: unknown field; remove it or check its spelling"
+    if kind == "missing":
+        return f"{path}: required field is missing"
+    if re.match(r"^[a-z_]+(\[\d+\])?(\.[a-z_]+)*: ", msg):
+        return msg  # a model validator that already names its own path
+    bad = err.get("input")
+    shown = "" if isinstance(bad, (dict, list)) or bad is None else f"{short(repr(bad))} "
+    if shown and msg.startswith(short(repr(bad))):
+        return f"{path}: {msg}"
+    if not shown:
+        return f"{path}: {msg[:1].lower()}{msg[1:]}"
+    return f"{path}: {shown}is not allowed: {msg[:1].lower()}{msg[1:]}"
