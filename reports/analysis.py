@@ -308,9 +308,10 @@ def _samples_per_run(row: MetricRow) -> str:
 
 
 def _headlines(rows: list[MetricRow]) -> list[str]:
+    # Biggest change first; a ratio of 0 (e.g. findings 2 -> 0) is the biggest there is.
     decided = sorted(
-        (r for r in rows if r.verdict in ("better", "worse") and r.ratio),
-        key=lambda r: -abs(math.log(r.ratio)) if r.ratio and r.ratio > 0 else 0,
+        (r for r in rows if r.verdict in ("better", "worse") and r.ratio is not None),
+        key=lambda r: -abs(math.log(r.ratio)) if r.ratio > 0 else -math.inf,
     )
     out = [r.sentence for r in decided[:MAX_HEADLINES]]
     if len(decided) > MAX_HEADLINES:
