@@ -16,7 +16,6 @@ import os
 import socket
 import struct
 import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -26,6 +25,7 @@ import yaml
 from okdbench.errors import UserError
 from provision import kvm, kvm_provision
 from provision.spec import load_spec
+from tests.restart_proxy import RestartingProxy
 
 pytestmark = [pytest.mark.needs_libvirtd]
 
@@ -36,8 +36,11 @@ DEFINE_PROCS = {11, 350}  # REMOTE_PROC_DOMAIN_DEFINE_XML, ..._DEFINE_XML_FLAGS
 TAG = f"{os.getpid() % 100000}"
 
 
-class LibvirtdRestartProxy:
-    """down_s: seconds the 'restarting' libvirtd refuses connections; None = until come_back()."""
+class LibvirtdRestartProxy(RestartingProxy):
+    """A unix socket in front of libvirtd that 'restarts' it at the Nth domain definition.
+
+    down_s: seconds the restarting libvirtd refuses connections; None = until come_back().
+    """
 
     def __init__(self, path: Path, cut_at_define: int, down_s: float | None):
         self.path = str(path)
@@ -45,35 +48,22 @@ class LibvirtdRestartProxy:
         self.down_s = down_s
         self.defines = 0
         self.cut = threading.Event()
-        self.up = threading.Event()
-        self._back = threading.Event()
-        self._conns: list[socket.socket] = []
-        self._lock = threading.Lock()
-        self._listen()
+        super().__init__()
 
-    def _listen(self) -> None:
+    def server_socket(self) -> socket.socket:
         if os.path.exists(self.path):
             os.unlink(self.path)
-        self._srv = socket.socket(socket.AF_UNIX)
-        self._srv.bind(self.path)
-        self._srv.listen(16)
-        self.up.set()
-        threading.Thread(target=self._accept, args=(self._srv,), daemon=True).start()
+        srv = socket.socket(socket.AF_UNIX)
+        srv.bind(self.path)
+        srv.listen(16)
+        return srv
 
-    def _accept(self, srv: socket.socket) -> None:
-        while True:
-            try:
-                client, _ = srv.accept()
-            except OSError:
-                return
-            up = socket.socket(socket.AF_UNIX)
-            up.connect(REAL_SOCKET)
-            with self._lock:
-                self._conns += [client, up]
-            threading.Thread(target=self._client_to_daemon, args=(client, up), daemon=True).start()
-            threading.Thread(target=self._pump, args=(up, client), daemon=True).start()
+    def upstream_socket(self) -> socket.socket:
+        up = socket.socket(socket.AF_UNIX)
+        up.connect(REAL_SOCKET)
+        return up
 
-    def _client_to_daemon(self, src: socket.socket, dst: socket.socket) -> None:
+    def forward(self, src: socket.socket, dst: socket.socket) -> None:
         buf = b""
         try:
             while data := src.recv(65536):
@@ -89,55 +79,13 @@ class LibvirtdRestartProxy:
                         self.defines += 1
                         if self.defines == self.cut_at_define and not self.cut.is_set():
                             self.cut.set()
-                            threading.Thread(target=self.restart, daemon=True).start()
+                            threading.Thread(target=self.restart, args=(self.down_s,), daemon=True).start()
                             return  # this definition never reaches the daemon
                     dst.sendall(msg)
         except OSError:
             pass
         finally:
-            self._close(src, dst)
-
-    def _pump(self, src: socket.socket, dst: socket.socket) -> None:
-        try:
-            while data := src.recv(65536):
-                dst.sendall(data)
-        except OSError:
-            pass
-        finally:
-            self._close(src, dst)
-
-    @staticmethod
-    def _close(*socks: socket.socket) -> None:
-        for s in socks:
-            try:
-                s.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-
-    def _stop_listening(self) -> None:
-        self.up.clear()
-        try:
-            self._srv.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
-        self._srv.close()
-
-    def restart(self) -> None:
-        self._stop_listening()
-        with self._lock:
-            conns, self._conns = self._conns, []
-        self._close(*conns)
-        for s in conns:
-            s.close()
-        self._back.wait(self.down_s)
-        self._listen()
-
-    def come_back(self) -> None:
-        self._back.set()
-
-    def close(self) -> None:
-        self._back.set()
-        self._stop_listening()
+            self.shut(src, dst)
 
 
 def _libvirt():

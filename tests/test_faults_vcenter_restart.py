@@ -17,83 +17,30 @@ import pytest
 from okdbench.errors import UserError
 from provision.lifecycle import destroy_cluster, provision_cluster
 from provision.spec import parse_spec
+from tests.restart_proxy import RestartingProxy
 from tests.support.vcsim import prepare_template, start_vcsim, vsphere_spec_data
 
 pytestmark = pytest.mark.needs_vcsim
 
 
-class RestartingProxy:
+class VcenterProxy(RestartingProxy):
+    """Loopback TCP in front of the simulator; TLS passes through untouched."""
+
     def __init__(self, upstream: tuple[str, int]):
         self.upstream = upstream
         self.port = 0
-        self._conns: list[socket.socket] = []
-        self._lock = threading.Lock()
-        self._listen()
+        super().__init__()
 
-    def _listen(self) -> None:
-        self._srv = socket.socket()
-        self._srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self._srv.bind(("127.0.0.1", self.port))
-        self.port = self._srv.getsockname()[1]
-        self._srv.listen(64)
-        threading.Thread(target=self._accept, args=(self._srv,), daemon=True).start()
+    def server_socket(self) -> socket.socket:
+        srv = socket.socket()
+        srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        srv.bind(("127.0.0.1", self.port))
+        self.port = srv.getsockname()[1]
+        srv.listen(64)
+        return srv
 
-    def _accept(self, srv: socket.socket) -> None:
-        while True:
-            try:
-                client, _ = srv.accept()
-            except OSError:
-                return
-            try:
-                up = socket.create_connection(self.upstream, timeout=5)
-            except OSError:
-                client.close()
-                continue
-            with self._lock:
-                self._conns += [client, up]
-            for a, b in ((client, up), (up, client)):
-                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
-
-    @staticmethod
-    def _pump(src: socket.socket, dst: socket.socket) -> None:
-        try:
-            while data := src.recv(65536):
-                dst.sendall(data)
-        except OSError:
-            pass
-        finally:
-            for s in (src, dst):
-                try:
-                    s.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
-
-    def restart(self, down_s: float) -> None:
-        """Drop every connection, refuse new ones for down_s, then accept again on the same port."""
-        self._stop_listening()
-        with self._lock:
-            conns, self._conns = self._conns, []
-        for s in conns:
-            # As when vCenter's process exits: its side of every connection closes. shutdown() (not
-            # close() alone) also wakes the pump threads blocked in recv() on these sockets.
-            try:
-                s.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-            s.close()
-        time.sleep(down_s)
-        self._listen()
-
-    def _stop_listening(self) -> None:
-        # shutdown() wakes the thread blocked in accept(); close() alone would keep the port listening.
-        try:
-            self._srv.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
-        self._srv.close()
-
-    def close(self) -> None:
-        self._stop_listening()
+    def upstream_socket(self) -> socket.socket:
+        return socket.create_connection(self.upstream, timeout=5)
 
 
 def _cluster_vms(si, name: str) -> list[str]:
@@ -121,7 +68,7 @@ def restarted(vcsim_binary, vcsim_pki, tmp_path_factory):
 def _scenario(sim, tmp_path):
     direct = sim.connect()
     prepare_template(direct)
-    proxy = RestartingProxy((sim.host, sim.port))
+    proxy = VcenterProxy((sim.host, sim.port))
     data = vsphere_spec_data(sim, name="restart", port=proxy.port)
     data["okd"] = {"guest": "testguest"}
     data["nodes"][2]["count"] = 6  # enough clones that the restart lands in the middle
