@@ -124,13 +124,10 @@ def ensure_pool(uri: str, name: str = POOL, path: Path = POOL_DIR) -> bool:
 
     Left defined afterwards (empty): it is cheap, and removing a pool a user may have reused is not ours to do.
     """
-    from provision.libvirtd import _quiet_libvirt
+    from provision.libvirtd import _quiet_libvirt, open_connection
 
     libvirt = _quiet_libvirt()
-    try:
-        conn = libvirt.open(uri)
-    except libvirt.libvirtError as exc:
-        raise UserError(f"kvm.uri: cannot connect to {uri}: {exc.get_error_message()}") from None
+    conn = open_connection(uri)
     try:
         try:
             pool = conn.storagePoolLookupByName(name)

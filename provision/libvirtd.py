@@ -37,6 +37,15 @@ def _quiet_libvirt():
     return libvirt
 
 
+def open_connection(uri: str):
+    """A libvirt connection, or one line naming kvm.uri and the fix."""
+    libvirt = _quiet_libvirt()
+    try:
+        return libvirt.open(uri)
+    except libvirt.libvirtError as exc:
+        raise UserError(f"kvm.uri: cannot connect to {uri}: {exc.get_error_message()}; start libvirtd or fix kvm.uri") from None
+
+
 def reachable(uri: str = SYSTEM_URI) -> bool:
     libvirt = _quiet_libvirt()
     try:
@@ -226,11 +235,7 @@ def domain_type(uri: str = SYSTEM_URI) -> str:
         ok, why = _local_kvm_verdict()
         log.debug("domain type for %s: %s (%s)", uri, "kvm" if ok else "qemu", why)
         return "kvm" if ok else "qemu"
-    libvirt = _quiet_libvirt()
-    try:
-        conn = libvirt.open(uri)
-    except libvirt.libvirtError as exc:
-        raise UserError(f"kvm.uri: cannot connect to {uri}: {exc.get_error_message()}") from None
+    conn = open_connection(uri)
     try:
         return "kvm" if "<domain type='kvm'" in conn.getCapabilities() else "qemu"
     finally:
