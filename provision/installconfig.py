@@ -22,7 +22,7 @@ OKD_FAKE_PULL_SECRET = '{"auths":{"fake":{"auth":"aWQ6cGFzcwo="}}}'
 
 def read_pull_secret(spec: ClusterSpec) -> str:
     if spec.pull_secret is None:
-        log.info("pull_secret: not set; using OKD's placeholder pull secret (public images only)")
+        log.info("no pull secret in the spec; using OKD's placeholder (public images only)")
         return OKD_FAKE_PULL_SECRET
     path = Path(spec.pull_secret)
     try:
