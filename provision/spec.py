@@ -13,11 +13,10 @@ import re
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from okdbench.errors import UserError
-from okdbench.validation import one_line_error
+from okdbench.validation import one_line_error, read_yaml
 
 Role = Literal["bootstrap", "master", "worker"]
 
@@ -296,18 +295,7 @@ def derive_mac(cluster: str, node: str, platform: str, prefix: str | None = None
 
 def load_spec(path: str | Path) -> ClusterSpec:
     path = Path(path)
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
-        raise SpecError(f"--spec: {path} does not exist; pass the path of a cluster spec YAML (see examples/)") from None
-    except OSError as exc:
-        raise SpecError(f"--spec: cannot read {path}: {exc.strerror}") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise SpecError(f"{path}: not valid YAML{where}; fix the syntax") from None
+    data = read_yaml(path, "--spec", "a cluster spec YAML (see examples/)", SpecError)
     spec = parse_spec(data, source=path)
     # From here on the pull secret, SSH private key and vCenter password are masked wherever
     # okdbench writes text (logs, results, reports), whichever path they leak through.

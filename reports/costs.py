@@ -10,9 +10,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import yaml
 
 from okdbench.errors import UserError
+from okdbench.validation import read_yaml
 from reports.model import CostLine, CostTable
 
 # key -> (line label, is it per year?)
@@ -84,10 +84,5 @@ def parse_costs(data: Any, source: str = "costs") -> CostTable:
 
 def load_costs(path: Path | str) -> CostTable:
     path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text())
-    except OSError as exc:
-        raise UserError(f"--costs {path}: cannot read ({exc.strerror})") from None
-    except yaml.YAMLError as exc:
-        raise UserError(f"--costs {path}: not valid YAML ({' '.join(str(exc).split())[:160]})") from None
+    data = read_yaml(path, "--costs", "a costs YAML (see examples/costs.yaml)")
     return parse_costs(data, f"--costs {path}")

@@ -16,9 +16,9 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import yaml
 
 from okdbench.errors import UserError
+from okdbench.validation import read_yaml
 from reports.model import ChangePoint, Options, Trend
 
 # For Gaussian noise, the night-to-night difference has sd σ·√2 and its absolute value a median of
@@ -69,12 +69,7 @@ def parse_acks(data: Any, source: str = "acks") -> list[Ack]:
 
 def load_acks(path: Path | str) -> list[Ack]:
     path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text())
-    except OSError as exc:
-        raise UserError(f"--ack {path}: cannot read ({exc.strerror})") from None
-    except yaml.YAMLError as exc:
-        raise UserError(f"--ack {path}: not valid YAML ({' '.join(str(exc).split())[:160]})") from None
+    data = read_yaml(path, "--ack", "an acknowledgements YAML (see examples/acks.yaml)")
     return parse_acks(data, f"--ack {path}")
 
 

@@ -10,11 +10,10 @@ import re
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from okdbench.errors import UserError
-from okdbench.validation import one_line_error, short, yaml_path
+from okdbench.validation import one_line_error, read_yaml, short, yaml_path
 
 
 class ConfigError(UserError):
@@ -209,21 +208,5 @@ def _resolve(cfg: NightlyConfig, source: Path | None) -> NightlyConfig:
 
 def load_config(path: str | Path) -> NightlyConfig:
     path = Path(path)
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
-        raise ConfigError(f"--config: {path} does not exist; pass the path of a nightly.yaml (see examples/nightly.yaml)") from None
-    except IsADirectoryError:
-        raise ConfigError(f"--config: {path} is a directory; pass the path of a nightly.yaml file") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = getattr(exc, "strerror", None) or "not UTF-8 text"
-        raise ConfigError(f"--config: cannot read {path}: {reason}") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise ConfigError(f"{path}: not valid YAML{where}; fix the syntax") from None
-    except (ValueError, RecursionError) as exc:
-        raise ConfigError(f"{path}: not valid YAML ({short(exc)}); fix the syntax") from None
+    data = read_yaml(path, "--config", "a nightly.yaml file (see examples/nightly.yaml)", ConfigError)
     return parse_config(data, source=path)
