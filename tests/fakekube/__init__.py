@@ -10,7 +10,7 @@ kubelet, job controller and build controller on a clock (`Timings`); fio and ipe
 their tools' JSON from a per-node performance table (`NodePerf`). A router serves *.apps routes
 (console, thanos-querier's Prometheus API) with a separate ingress CA.
 
-Objects come from ../shared/real-objects (see scenarios.py); scripted changes and faults:
+Objects come from tests/data/real-objects (see scenarios.py); scripted changes and faults:
 
     fc = FakeCluster(workdir, openshift=True).start(); scenarios.healthy_okd(fc)
     fc.at(1.5, fn)                          # any change at t+1.5 s

@@ -221,7 +221,7 @@ class FakeCluster:
         return self.store.replace(res, ns, md["name"], obj)
 
     def load(self, filename: str, mutate: Callable[[dict], Any] | None = None) -> list[dict]:
-        """Serve the objects of one file in shared/real-objects/."""
+        """Serve the objects of one file in tests/data/real-objects/."""
         out = []
         for obj in real(filename):
             if mutate:

@@ -1,4 +1,6 @@
-"""Read the captured objects in shared/real-objects/ (List, *List, single object, JSON or YAML)."""
+"""Read the captured objects in tests/data/real-objects/ (List, *List, single object, JSON or YAML).
+
+Vendored from real clusters; SOURCES.md beside them says where each came from and what state it shows."""
 
 from __future__ import annotations
 
@@ -9,7 +11,7 @@ from pathlib import Path
 
 import yaml
 
-REAL_OBJECTS = Path(os.environ.get("OKDBENCH_REAL_OBJECTS", Path(__file__).resolve().parents[3] / "shared" / "real-objects"))
+REAL_OBJECTS = Path(os.environ.get("OKDBENCH_REAL_OBJECTS", Path(__file__).resolve().parents[1] / "data" / "real-objects"))
 
 
 @functools.lru_cache(maxsize=None)
