@@ -8,7 +8,7 @@ import logging
 import sys
 
 from okdbench import __version__
-from okdbench.errors import UserError
+from plumbing.errors import UserError
 
 # Order is the order shown in --help.
 COMMANDS = ["doctor", "render", "provision", "destroy", "run", "audit", "report", "nightly", "demo"]
@@ -58,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
         format="%(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    from okdbench.redact import install_log_filter, register_env_secrets
+    from plumbing.redact import install_log_filter, register_env_secrets
 
     install_log_filter()
     register_env_secrets()

@@ -24,7 +24,7 @@ from typing import Callable
 
 import yaml
 
-from okdbench.errors import UserError
+from plumbing.errors import UserError
 
 log = logging.getLogger("okdbench.demo")
 
@@ -124,7 +124,7 @@ def ensure_pool(uri: str, name: str = POOL, path: Path = POOL_DIR) -> bool:
 
     Left defined afterwards (empty): it is cheap, and removing a pool a user may have reused is not ours to do.
     """
-    from provision.libvirtd import _quiet_libvirt, open_connection
+    from provision.kvm.libvirtd import _quiet_libvirt, open_connection
 
     libvirt = _quiet_libvirt()
     conn = open_connection(uri)
@@ -147,10 +147,10 @@ def ensure_pool(uri: str, name: str = POOL, path: Path = POOL_DIR) -> bool:
 
 def prepare(out: Path, repeat: int, progress: Progress, uri: str = "qemu:///system") -> dict[str, Path]:
     """libvirtd, the test guest, the pool, and the two specs written under out/specs/."""
-    from provision import libvirtd
+    from provision.kvm import libvirtd
     from provision.lifecycle import destroy_cluster
     from provision.spec import load_spec
-    from provision.testguest import build_test_guest
+    from provision.kvm.testguest import build_test_guest
 
     progress("prepare", "libvirtd")
     libvirtd.ensure_libvirtd(NETNS, uri)

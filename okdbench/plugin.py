@@ -21,9 +21,9 @@ from typing import Any, Callable
 import pytest
 
 from okdbench import __version__
-from okdbench.errors import UserError
+from plumbing.errors import UserError
 from okdbench.paths import ROOT, SUITES_DIR
-from okdbench.redact import redact_text
+from plumbing.redact import redact_text
 from results.schema import CriterionResult, NodeGroupInfo, RunInfo, Sample, iso, one_line, utcnow
 from results.store import ResultsWriteError, RunWriter, new_run_id
 
@@ -135,7 +135,7 @@ def _git_commit() -> str | None:
 
 
 def _redacted_argv() -> list[str]:
-    from okdbench.redact import redact_argv
+    from plumbing.redact import redact_argv
 
     return redact_argv(sys.argv)
 
@@ -165,7 +165,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "benchmark: a measurement repeated --repeat N times")
     if not _is_suites_session(config) or hasattr(config, "workerinput"):
         return
-    from okdbench.redact import install_log_filter, register_env_secrets, register_file_secrets
+    from plumbing.redact import install_log_filter, register_env_secrets, register_file_secrets
 
     install_log_filter()
     register_env_secrets()

@@ -54,7 +54,7 @@ def read_yaml(path: Path | str, flag: str, what: str, error: type[Exception] | N
     """
     import yaml
 
-    from okdbench.errors import UserError
+    from plumbing.errors import UserError
 
     err = error or UserError
     path = Path(path)

@@ -1,6 +1,6 @@
 """What every platform module returns, and the interface it exposes.
 
-A platform module (provision/kvm.py, provision/vsphere.py) provides:
+A platform package (provision/kvm/, provision/vsphere/) provides in its platform.py:
     render(spec, out_dir: Path) -> list[Path]
     provision(spec, workdir: Path, *, insecure: bool = False) -> ProvisionResult
     destroy(spec, *, insecure: bool = False) -> list[str]
@@ -44,9 +44,9 @@ PLATFORM_FUNCTIONS = ("render", "provision", "destroy", "hypervisor_facts", "rem
 
 
 def platform_module(platform: str) -> ModuleType:
-    """provision.<platform>, checked to expose the whole interface."""
-    module = importlib.import_module(f"provision.{platform}")
+    """provision.<platform>.platform, checked to expose the whole interface."""
+    module = importlib.import_module(f"provision.{platform}.platform")
     missing = [f for f in PLATFORM_FUNCTIONS if not callable(getattr(module, f, None))]
     if missing:
-        raise TypeError(f"provision.{platform} lacks {', '.join(missing)}")
+        raise TypeError(f"provision.{platform}.platform lacks {', '.join(missing)}")
     return module

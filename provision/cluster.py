@@ -8,7 +8,7 @@ from typing import Any
 
 import yaml
 
-from okdbench.errors import UserError
+from plumbing.errors import UserError
 from provision.spec import ClusterSpec
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from provision import okd
+from provision.okd import installer as okd
 from provision.base import ProvisionResult, platform_module
 from provision.spec import ClusterSpec
 

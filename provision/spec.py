@@ -15,8 +15,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from okdbench.errors import UserError
-from okdbench.validation import one_line_error, read_yaml
+from plumbing.errors import UserError
+from plumbing.validation import one_line_error, read_yaml
 
 Role = Literal["bootstrap", "master", "worker"]
 
@@ -299,7 +299,7 @@ def load_spec(path: str | Path) -> ClusterSpec:
     spec = parse_spec(data, source=path)
     # From here on the pull secret, SSH private key and vCenter password are masked wherever
     # okdbench writes text (logs, results, reports), whichever path they leak through.
-    from okdbench.redact import register_spec_secrets
+    from plumbing.redact import register_spec_secrets
 
     register_spec_secrets(spec)
     return spec

@@ -16,7 +16,7 @@ from typing import Iterable
 import numpy as np
 import pandas as pd
 
-from okdbench.errors import UserError
+from plumbing.errors import UserError
 from reports import aggregate, charts, stats, trends, validity
 from reports.model import (
     MIN_RUNS,

@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Any
 
 
-from okdbench.errors import UserError
-from okdbench.validation import read_yaml
+from plumbing.errors import UserError
+from plumbing.validation import read_yaml
 from reports.model import CostLine, CostTable
 
 # key -> (line label, is it per year?)

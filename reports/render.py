@@ -11,6 +11,7 @@ from pathlib import Path
 
 import jinja2
 
+from reports.i18n import translations
 from reports.model import MetricRow, Report
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -18,9 +19,10 @@ TEMPLATES = Path(__file__).parent / "templates"
 SUMMARY_COLUMNS = [f.name for f in fields(MetricRow)]
 
 
-def _env() -> jinja2.Environment:
+def _env(lang: str = "en") -> jinja2.Environment:
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(TEMPLATES),
+        extensions=["jinja2.ext.i18n"],
         # Every string from results (node names, labels, details) is untrusted text.
         autoescape=True,
         undefined=jinja2.StrictUndefined,
@@ -32,6 +34,7 @@ def _env() -> jinja2.Environment:
     env.filters["ratio_pct"] = fmt_ratio_pct
     env.filters["pval"] = fmt_p
     env.filters["slug"] = slug
+    env.install_gettext_translations(translations(lang), newstyle=True)
     return env
 
 

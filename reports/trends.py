@@ -17,8 +17,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from okdbench.errors import UserError
-from okdbench.validation import read_yaml
+from plumbing.errors import UserError
+from plumbing.validation import read_yaml
 from reports.model import ChangePoint, Options, Trend
 
 # For Gaussian noise, the night-to-night difference has sd σ·√2 and its absolute value a median of

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from provision import guestlog
+from provision.kvm import guestlog
 
 log = logging.getLogger("okdbench.suites.guests")
 

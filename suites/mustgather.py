@@ -13,7 +13,7 @@ import shutil
 import time
 from pathlib import Path
 
-from okdbench import redact
+from plumbing import redact
 
 log = logging.getLogger("okdbench.mustgather")
 

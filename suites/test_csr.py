@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from provision.csr import evaluate_csr
+from provision.okd.csr import evaluate_csr
 from suites.kube import Informer, condition_is, path_for, settling
 
 CSRS = path_for("certificates.k8s.io/v1", "certificatesigningrequests")

@@ -2,7 +2,7 @@
 
 Applies when --spec is a test-guest spec (`okd.guest: testguest`): `okdbench demo`, or a KVM host
 checked before OKD goes on it. Each VM boots Debian's kernel + okdbench's busybox initramfs
-(provision/testguest.py), which reports on its serial console; see provision/guestlog.py.
+(provision/kvm/testguest.py), which reports on its serial console; see provision/kvm/guestlog.py.
 Criteria: guest.boot, guest.ignition, guest.nic, guest.dhcp, guest.dns. Samples: per-VM
 boot-to-userspace time (guest.boot.userspace, the kernel's own clock when /init starts).
 """
@@ -13,7 +13,7 @@ import hashlib
 
 import pytest
 
-from provision import guestlog
+from provision.kvm import guestlog
 from suites.guests import load_guests
 
 
@@ -33,7 +33,7 @@ def test_every_guest_boots_to_userspace_and_finishes(guests, record):
 
 @pytest.mark.criterion("guest.ignition")
 def test_ignition_reaches_each_guest_through_fw_cfg(guests, okdbench_config, infra):
-    from provision.kvm_render import ignition_path
+    from provision.kvm.render import ignition_path
 
     if okdbench_config.platform != "kvm":
         pytest.skip("fw_cfg ignition delivery is KVM's; vSphere uses guestinfo")
@@ -76,7 +76,7 @@ def test_each_guest_gets_its_reserved_address(guests):
 
 @pytest.mark.criterion("guest.dns")
 def test_each_guest_resolves_the_api_name(guests, okdbench_config):
-    from provision.kvm_render import net_plan
+    from provision.kvm.render import net_plan
 
     if okdbench_config.platform != "kvm":
         pytest.skip("the api record is served by libvirt's dnsmasq on KVM only")

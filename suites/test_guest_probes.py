@@ -13,7 +13,7 @@ import math
 
 import pytest
 
-from provision import guestlog
+from provision.kvm import guestlog
 from suites.guests import load_guests
 
 

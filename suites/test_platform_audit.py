@@ -20,7 +20,7 @@ from dataclasses import replace
 
 import pytest
 
-from okdbench.errors import UserError
+from plumbing.errors import UserError
 from provision.audit.compare import node_groups
 from provision.audit.inventory import map_nodes
 from provision.audit.platform import audit_spec

@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from provision.csr import BOOTSTRAPPER, CLIENT_SIGNER, SERVING_SIGNER, evaluate_csr, node_matches
+from provision.okd.csr import BOOTSTRAPPER, CLIENT_SIGNER, SERVING_SIGNER, evaluate_csr, node_matches
 
 REAL = Path(__file__).resolve().parent / "data" / "real-objects"
 

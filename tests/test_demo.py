@@ -46,7 +46,7 @@ def test_example_specs_differ_only_in_tuning_and_stay_on_the_benchmark_network()
 
 
 def test_bad_arguments_are_one_line_errors(tmp_path):
-    from okdbench.errors import UserError
+    from plumbing.errors import UserError
 
     with pytest.raises(UserError, match=r"^--runs: 0 is not allowed"):
         demo.run_demo(runs=0, out=tmp_path)

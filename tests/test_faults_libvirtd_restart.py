@@ -22,8 +22,9 @@ import pytest
 
 import yaml
 
-from okdbench.errors import UserError
-from provision import kvm, kvm_provision
+from plumbing.errors import UserError
+from provision.kvm import platform as kvm
+from provision.kvm import resources as kvm_provision
 from provision.spec import load_spec
 from tests.restart_proxy import RestartingProxy
 

@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from okdbench.errors import UserError
+from plumbing.errors import UserError
 from provision.lifecycle import destroy_cluster, provision_cluster
 from provision.spec import parse_spec
 from tests.restart_proxy import RestartingProxy

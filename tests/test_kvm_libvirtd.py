@@ -2,7 +2,7 @@ import subprocess
 
 import pytest
 
-from provision import libvirtd
+from provision.kvm import libvirtd
 
 pytestmark = pytest.mark.needs_libvirtd
 

@@ -14,10 +14,10 @@ from types import SimpleNamespace
 
 import pytest
 
-from okdbench import redact
-from provision import okd
+from plumbing import redact
+from provision.okd import installer as okd
 from provision.base import ProvisionResult
-from provision.csr import BOOTSTRAPPER, CLIENT_SIGNER, SERVING_SIGNER
+from provision.okd.csr import BOOTSTRAPPER, CLIENT_SIGNER, SERVING_SIGNER
 from provision.spec import parse_spec
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -84,7 +84,7 @@ def test_ignition_age_limit_is_the_spec_field(tmp_path):
 def test_wait_for_shows_progress_phase_elapsed_and_deadline(tmp_path, caplog, fast_progress):
     spec = okd_spec(tmp_path)
     okd.create_ignition_configs(spec, tmp_path)
-    with caplog.at_level(logging.INFO, logger="provision.okd"):
+    with caplog.at_level(logging.INFO, logger="provision.okd.installer"):
         seconds = okd.run_installer(spec, ["wait-for", "bootstrap-complete", "--dir", str(okd.installer_dir(tmp_path))],
                                     phase="bootstrap-complete", deadline=time.time() + 23.5 * 3600)
     assert seconds > 0

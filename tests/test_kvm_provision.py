@@ -21,8 +21,10 @@ from pathlib import Path
 
 import pytest
 
-from okdbench.errors import UserError
-from provision import kvm, kvm_provision, kvm_render
+from plumbing.errors import UserError
+from provision.kvm import platform as kvm
+from provision.kvm import resources as kvm_provision
+from provision.kvm import render as kvm_render
 from provision.spec import parse_spec
 
 pytestmark = [pytest.mark.needs_libvirtd]

@@ -11,7 +11,7 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from okdbench.errors import UserError
+from plumbing.errors import UserError
 from okdbench.nightly.config import ConfigError, load_config, parse_config
 from provision.spec import SpecError, load_spec, parse_spec
 from reports.costs import load_costs, parse_costs

@@ -14,8 +14,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from provision import kvm, kvm_render, nic
-from provision.installconfig import render_install_config
+from provision.kvm import platform as kvm
+from provision.kvm import render as kvm_render
+from provision.okd import nic
+from provision.okd.installconfig import render_install_config
 from provision.spec import parse_spec
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from okdbench.errors import UserError
+from plumbing.errors import UserError
 from reports import aggregate, validity
 from reports.analysis import choose_platforms, is_emulated
 from reports.costs import parse_costs

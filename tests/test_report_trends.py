@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 import ruptures as rpt
 
-from okdbench.errors import UserError
+from plumbing.errors import UserError
 from reports import trends
 from reports.model import Options
 

@@ -8,8 +8,8 @@ import logging
 
 import pytest
 
-from okdbench import redact
-from okdbench.redact import MASK, redact_argv, redact_text
+from plumbing import redact
+from plumbing.redact import MASK, redact_argv, redact_text
 
 PASSWORD = "CanaryVcPass-7f3a9"
 TOKEN = "sha256~CanaryKubeToken0123456789abcdef"

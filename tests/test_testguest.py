@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from provision import guestlog, testguest
+from provision.kvm import guestlog
+from provision.kvm import testguest
 from provision.spec import parse_spec
 
 SPEC = {

@@ -7,9 +7,9 @@ import json
 import pytest
 from pyVmomi import vim
 
-from okdbench import redact
-from okdbench.errors import UserError
-from provision import vsphere
+from plumbing import redact
+from plumbing.errors import UserError
+from provision.vsphere import platform as vsphere
 from provision.spec import parse_spec
 from tests.support.vcsim import free_port, prepare_template, vsphere_spec_data
 

@@ -12,7 +12,7 @@ import urllib.request
 import pytest
 from pyVmomi import vim
 
-from okdbench import redact
+from plumbing import redact
 from provision.lifecycle import destroy_cluster, provision_cluster
 from provision.spec import parse_spec
 from tests.support.vcsim import prepare_template, vsphere_spec_data

@@ -11,12 +11,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from okdbench.errors import UserError
-from provision import vsphere
-from provision.ignition_server import IgnitionServer, plan_server
+from plumbing.errors import UserError
+from provision.vsphere import platform as vsphere
+from provision.okd.ignition_server import IgnitionServer, plan_server
 from provision.spec import load_spec, parse_spec
-from provision.vsphere_inventory import paths
-from provision.vsphere_plan import KARGS_KEY, extra_config, network_kargs, pointer_ignition
+from provision.vsphere.inventory import paths
+from provision.vsphere.plan import KARGS_KEY, extra_config, network_kargs, pointer_ignition
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "vsphere-cluster.yaml"
 

@@ -1,4 +1,4 @@
-"""provision/vsphere.py against govmomi's simulator: real SOAP, real TLS, assertions through pyVmomi."""
+"""provision/vsphere/platform.py against govmomi's simulator: real SOAP, real TLS, assertions through pyVmomi."""
 
 from __future__ import annotations
 
@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 from pyVmomi import vim
 
-from okdbench import redact
-from provision import vsphere
+from plumbing import redact
+from provision.vsphere import platform as vsphere
 from provision.spec import parse_spec
-from provision.vsphere_plan import CLUSTER_KEY, ENCODING_KEY, IGNITION_KEY, KARGS_KEY, NODE_KEY
+from provision.vsphere.plan import CLUSTER_KEY, ENCODING_KEY, IGNITION_KEY, KARGS_KEY, NODE_KEY
 from tests.support.vcsim import prepare_template, vsphere_spec_data
 
 pytestmark = pytest.mark.needs_vcsim

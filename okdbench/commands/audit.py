@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from okdbench.errors import UserError
+from plumbing.errors import UserError
 from provision.audit.rules import SEVERITIES, severity_rank
 from provision.spec import load_spec
 

@@ -62,7 +62,7 @@ def _kvm_device() -> Check:
     usable = os.path.exists("/dev/kvm") and os.access("/dev/kvm", os.R_OK | os.W_OK)
     detail = "present and accessible" if usable else "absent or not accessible: guests run in software emulation (slow, results flagged)"
     try:
-        from provision.libvirtd import domain_type
+        from provision.kvm.libvirtd import domain_type
 
         kind = domain_type("qemu:///system")
         usable = kind == "kvm"

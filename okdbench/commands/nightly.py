@@ -31,7 +31,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from okdbench.nightly.config import load_config
     from okdbench.nightly.runner import ROOT, preflight, pytest_argv, run_nightly
-    from okdbench.redact import install_log_filter, redact_argv
+    from plumbing.redact import install_log_filter, redact_argv
 
     install_log_filter()
     cfg = load_config(args.config)

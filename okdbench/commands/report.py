@@ -7,7 +7,7 @@ import logging
 import time
 from pathlib import Path
 
-from okdbench.errors import UserError
+from plumbing.errors import UserError
 
 HELP = "compare platforms from run folders: verdicts, trends, HTML/CSV/JSON"
 DESCRIPTION = """\

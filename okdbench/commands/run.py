@@ -6,7 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from okdbench.errors import UserError
+from plumbing.errors import UserError
 from okdbench.paths import ROOT
 
 HELP = "run the POC criteria and benchmarks against a cluster (wraps `pytest suites/`)"

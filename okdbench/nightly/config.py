@@ -12,8 +12,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from okdbench.errors import UserError
-from okdbench.validation import one_line_error, read_yaml, short, yaml_path
+from plumbing.errors import UserError
+from plumbing.validation import one_line_error, read_yaml, short, yaml_path
 
 
 class ConfigError(UserError):

@@ -17,7 +17,7 @@ import socket
 from dataclasses import dataclass
 from pathlib import Path
 
-from okdbench.errors import UserError
+from plumbing.errors import UserError
 from results.schema import iso, utcnow
 
 log = logging.getLogger("okdbench.nightly.lock")

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Callable
 from urllib.parse import urlsplit
 
-from okdbench.redact import register_secret
+from plumbing.redact import register_secret
 
 log = logging.getLogger("okdbench.nightly.notify")
 

@@ -7,6 +7,7 @@ chooses the inputs a nightly has (its config) and extracts what summary.json nee
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -16,8 +17,17 @@ from results.store import load_runs
 log = logging.getLogger("okdbench.nightly.report")
 
 
-def nightly_report(cfg: NightlyConfig) -> "ReportOutcome":
-    from okdbench.nightly.runner import ReportOutcome
+@dataclass
+class ReportOutcome:
+    """What the nightly summary needs of the regenerated report."""
+
+    path: str | None
+    regressions: list[dict[str, Any]]
+    worse: list[dict[str, Any]]
+    warnings: list[str]
+
+
+def nightly_report(cfg: NightlyConfig) -> ReportOutcome:
     from reports.analysis import build_report
     from reports.model import Options
     from reports.render import write_output

@@ -25,12 +25,13 @@ from pathlib import Path
 from typing import Any, Callable
 
 from okdbench import __version__
-from okdbench.errors import UserError
+from plumbing.errors import UserError
 from okdbench.nightly.config import NightlyConfig, PlatformRun
 from okdbench.nightly.lock import NightlyLock
 from okdbench.nightly.notify import post_summary
+from okdbench.nightly.report import ReportOutcome
 from okdbench.nightly.retention import apply_retention
-from okdbench.redact import (
+from plumbing.redact import (
     install_log_filter,
     redact_argv,
     redact_text,
@@ -66,14 +67,6 @@ class PlatformOutcome:
     samples: int = 0
     criteria: dict[str, int] = field(default_factory=dict)
     error: str | None = None  # one line: why this platform's run could not happen
-
-
-@dataclass
-class ReportOutcome:
-    path: str | None
-    regressions: list[dict[str, Any]]
-    worse: list[dict[str, Any]]
-    warnings: list[str]
 
 
 # ------------------------------------------------------------------ preflight
@@ -251,7 +244,7 @@ def _read_back(out: PlatformOutcome) -> None:
 
 def regenerate_report(cfg: NightlyConfig) -> ReportOutcome:
     """The comparison report over every run in results_dir, with trends; the reports helper's code."""
-    from okdbench.nightly.report import nightly_report
+    from okdbench.nightly.report import nightly_report  # the analysis stack loads only when a report is due
 
     return nightly_report(cfg)
 

@@ -42,7 +42,7 @@ def side_from_spec(spec: ClusterSpec, label: str | None = None) -> Side:
     settings: dict[str, str] = {}
     if spec.platform == "kvm" and spec.kvm is not None:
         t = spec.kvm.tuning
-        # provision/kvm.py creates qcow2 overlays on the base image: thin by construction.
+        # provision/kvm/platform.py creates qcow2 overlays on the base image: thin by construction.
         disk, prov = f"{t.disk_bus} qcow2 cache={t.disk_cache} io={t.disk_io}", "thin"
         cpu = t.cpu_mode + (f" ({t.cpu_model})" if t.cpu_model else "")
         settings = {"cpu": cpu, "disk": disk, "iothreads": str(t.iothreads),

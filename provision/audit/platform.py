@@ -6,7 +6,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 
-from okdbench.errors import UserError
+from plumbing.errors import UserError
 from provision.audit import compare
 from provision.audit.inventory import VmInfo
 from provision.audit.rules import Finding, sort_findings
@@ -45,8 +45,8 @@ def _kvm(spec: ClusterSpec, names: list[str] | None, roles: dict[str, str] | Non
 def _vsphere(spec: ClusterSpec, names: list[str] | None, roles: dict[str, str] | None,
              insecure: bool) -> tuple[list[Finding], list[VmInfo], dict]:
     from provision.audit import collect_vsphere, vsphere
-    from provision.vsphere_connect import session
-    from provision.vsphere_inventory import find, paths
+    from provision.vsphere.connect import session
+    from provision.vsphere.inventory import find, paths
 
     with session(spec, insecure=insecure) as si:
         # The cluster's folder (or its datacenter): never read every VM of a large vCenter.

@@ -1,4 +1,4 @@
-"""Read what a test guest reported on its serial console (see provision/testguest/init.sh.j2).
+"""Read what a test guest reported on its serial console (see provision/kvm/testguest/init.sh.j2).
 
 Pure parsing plus one wait loop; no hypervisor calls, so it works the same for a serial log
 written by libvirt, by QEMU directly, or copied from another machine.

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from urllib.parse import urlparse
 
-from okdbench.errors import UserError
+from plumbing.errors import UserError
 
 log = logging.getLogger(__name__)
 

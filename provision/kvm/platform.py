@@ -6,7 +6,7 @@
     hypervisor_facts(spec)       libvirt/QEMU versions, host CPU, domain type
     remove_bootstrap(spec)       the bootstrap domain and volume; the load balancer stops sending to it
 
-Domain type: spec.kvm.domain_type, 'auto' = provision.libvirtd.domain_type(uri) (a real probe).
+Domain type: spec.kvm.domain_type, 'auto' = provision.kvm.libvirtd.domain_type(uri) (a real probe).
 """
 
 from __future__ import annotations
@@ -18,13 +18,14 @@ import subprocess
 import time
 from pathlib import Path
 
-from provision import kvm_provision, okd
+from provision.kvm import resources as kvm_provision
+from provision.okd import installer as okd
 from provision.base import ProvisionedVM, ProvisionResult
-from provision.installconfig import render_install_config
-from provision.kvm_render import (kvm_section, domain_name, render_all, render_haproxy, render_volume,
+from provision.okd.installconfig import render_install_config
+from provision.kvm.render import (kvm_section, domain_name, render_all, render_haproxy, render_volume,
                                   serial_log_path)
-from provision.libvirtd import domain_type as probe_domain_type
-from provision.libvirtd import libvirtd_in_netns
+from provision.kvm.libvirtd import domain_type as probe_domain_type
+from provision.kvm.libvirtd import libvirtd_in_netns
 from provision.spec import ClusterSpec, SpecError
 
 log = logging.getLogger(__name__)
@@ -43,7 +44,7 @@ def resolve_domain_type(spec: ClusterSpec) -> str:
 
 
 def _testguest_cmdline(extra: str | None):
-    from provision import testguest
+    from provision.kvm import testguest
 
     return lambda spec, m: testguest.kernel_cmdline(spec, m, extra)
 

@@ -10,7 +10,7 @@ import ipaddress
 from dataclasses import dataclass
 from pathlib import Path
 
-from provision import nic
+from provision.okd import nic
 from provision.spec import ClusterSpec, Machine, SpecError, derive_mac
 from provision.templating import render
 

@@ -18,9 +18,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
-from okdbench.errors import UserError
-from provision.kvm_render import XMLNS, domain_name, kvm_section, net_plan, volume_name
-from provision.libvirtd import _quiet_libvirt
+from plumbing.errors import UserError
+from provision.kvm.render import XMLNS, domain_name, kvm_section, net_plan, volume_name
+from provision.kvm.libvirtd import _quiet_libvirt
 from provision.spec import ClusterSpec
 
 log = logging.getLogger(__name__)
@@ -147,7 +147,7 @@ def preflight(conn, spec: ClusterSpec) -> Plan:
             p = getattr(kvm, field_name)
             if not p or not Path(p).is_file():
                 raise KvmError(f"kvm.{field_name}: {p or '(unset)'} is not a file; build the test guest "
-                               "(provision.testguest.build_test_guest) and point kvm.kernel/kvm.initrd at it")
+                               "(provision.kvm.testguest.build_test_guest) and point kvm.kernel/kvm.initrd at it")
 
     net_name = net_plan(spec).name
     net = _lookup(conn.networkLookupByName, net_name)

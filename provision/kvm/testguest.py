@@ -3,7 +3,7 @@
 The guest stands in for Fedora CoreOS wherever a real VM must boot but no OKD can: the demo and
 the KVM integration tests. It proves what the provisioning path delivers (fw_cfg ignition, NIC
 name/MAC, DHCP reservation, DNS) and runs the in-guest probes (CPU, etcd-style fdatasync, sequential
-write, guest-to-guest RTT); see provision/testguest/init.sh.j2 for the serial-console protocol.
+write, guest-to-guest RTT); see provision/kvm/testguest/init.sh.j2 for the serial-console protocol.
 
 Inputs come from Debian packages fetched with `apt-get download` (nothing is installed on the host):
 linux-image-amd64's current kernel and busybox-static. The C probe is compiled with the host's gcc.
@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING
 
 import jinja2
 
-from okdbench.errors import UserError
+from plumbing.errors import UserError
 
 if TYPE_CHECKING:  # pragma: no cover
     from provision.spec import ClusterSpec, Machine

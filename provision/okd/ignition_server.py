@@ -15,7 +15,7 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
 
-from okdbench.errors import UserError
+from plumbing.errors import UserError
 from provision.spec import ClusterSpec
 
 log = logging.getLogger("okdbench.ignition")

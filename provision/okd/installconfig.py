@@ -1,7 +1,7 @@
 """install-config.yaml for an OKD user-provisioned install (platform: none), from the cluster spec.
 
 The pull secret is read at render time and goes into the output file only: it is registered with
-okdbench.redact first, so it is masked wherever else it might surface (logs, exceptions, results).
+plumbing.redact first, so it is masked wherever else it might surface (logs, exceptions, results).
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import json
 import logging
 from pathlib import Path
 
-from okdbench import redact
+from plumbing import redact
 from provision.spec import ClusterSpec, SpecError
 from provision.templating import render
 

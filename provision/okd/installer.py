@@ -1,7 +1,7 @@
 """Drive `openshift-install` for a user-provisioned OKD install, platform-independently.
 
 create ignition-configs -> (the platform boots VMs) -> wait-for bootstrap-complete -> remove the
-bootstrap node -> approve node CSRs that pass provision.csr -> image registry to Managed ->
+bootstrap node -> approve node CSRs that pass provision.okd.csr -> image registry to Managed ->
 wait-for install-complete. Long waits log phase, elapsed time and the time left before the
 bootstrap certificates in the ignition files expire (24 h after `create ignition-configs`).
 """
@@ -19,11 +19,11 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any, Callable
 
-from okdbench import redact
-from okdbench.errors import UserError
+from plumbing import redact
+from plumbing.errors import UserError
 from provision.base import ProvisionResult
-from provision.csr import evaluate_csr
-from provision.installconfig import render_install_config
+from provision.okd.csr import evaluate_csr
+from provision.okd.installconfig import render_install_config
 from provision.spec import ClusterSpec
 
 log = logging.getLogger(__name__)
@@ -177,7 +177,7 @@ def _api_client(kubeconfig: Path, insecure: bool):
 
 
 class CsrApprover:
-    """Approves pending node CSRs that pass provision.csr.evaluate_csr; records the rest as findings."""
+    """Approves pending node CSRs that pass provision.okd.csr.evaluate_csr; records the rest as findings."""
 
     def __init__(self, api_client: Any, node_names: set[str]):
         from kubernetes import client

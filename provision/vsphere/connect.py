@@ -1,7 +1,7 @@
 """Connecting to vCenter: credentials from the environment or a file, TLS verified by default.
 
 Every way a connection fails becomes one UserError line naming the spec field to fix. The
-password is registered with okdbench.redact before it is used, so even an unexpected path
+password is registered with plumbing.redact before it is used, so even an unexpected path
 (an exception text, a SOAP fault) cannot carry it into logs or results.
 """
 
@@ -21,8 +21,8 @@ import yaml
 from pyVim.connect import Disconnect, SmartConnect
 from pyVmomi import vim
 
-from okdbench import redact
-from okdbench.errors import UserError
+from plumbing import redact
+from plumbing.errors import UserError
 from provision.spec import ClusterSpec
 
 log = logging.getLogger("okdbench.vsphere")

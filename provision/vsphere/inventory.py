@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from pyVmomi import vim
 
-from okdbench.errors import UserError
+from plumbing.errors import UserError
 from provision.spec import ClusterSpec
 
 

@@ -15,7 +15,7 @@ from typing import Any
 
 from provision.spec import ClusterSpec, Machine
 from provision.templating import render
-from provision.vsphere_inventory import Paths, paths, vm_name
+from provision.vsphere.inventory import Paths, paths, vm_name
 
 IGNITION_KEY = "guestinfo.ignition.config.data"
 ENCODING_KEY = "guestinfo.ignition.config.data.encoding"

@@ -19,15 +19,15 @@ import threading
 import time
 from pathlib import Path
 
-from okdbench.errors import UserError  # noqa: F401  (re-exported: callers catch vsphere.UserError)
+from plumbing.errors import UserError  # noqa: F401  (re-exported: callers catch vsphere.UserError)
 from provision.base import ProvisionedVM, ProvisionResult
-from provision.ignition_server import IgnitionServer, plan_server
-from provision.installconfig import render_install_config
+from provision.okd.ignition_server import IgnitionServer, plan_server
+from provision.okd.installconfig import render_install_config
 from provision.spec import ClusterSpec
-from provision.vsphere_connect import session
-from provision.okd import ignition_paths, installer_dir
-from provision.vsphere_plan import build_plan, pointer_ignition
-from provision.vsphere_vms import create_vms, destroy_cluster, facts, remove_node
+from provision.vsphere.connect import session
+from provision.okd.installer import ignition_paths, installer_dir
+from provision.vsphere.plan import build_plan, pointer_ignition
+from provision.vsphere.vms import create_vms, destroy_cluster, facts, remove_node
 
 log = logging.getLogger("okdbench.vsphere")
 

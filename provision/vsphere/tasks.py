@@ -8,9 +8,9 @@ from typing import Callable, Mapping
 
 from pyVmomi import vim, vmodl
 
-from okdbench import redact
-from okdbench.errors import UserError
-from provision.vsphere_connect import CONNECTION_ERRORS, connection_guard
+from plumbing import redact
+from plumbing.errors import UserError
+from provision.vsphere.connect import CONNECTION_ERRORS, connection_guard
 
 log = logging.getLogger("okdbench.vsphere")
 

@@ -16,12 +16,12 @@ from dataclasses import dataclass, field
 
 from pyVmomi import vim, vmodl
 
-from okdbench.errors import UserError
+from plumbing.errors import UserError
 from provision.spec import ClusterSpec
-from provision.vsphere_inventory import Inventory, entity_path, find, paths, resolve, vms_named
-from provision.vsphere_connect import connection_guard
-from provision.vsphere_plan import CLUSTER_KEY, NODE_KEY, VmPlan, extra_config, ownership_marks, vm_plans
-from provision.vsphere_tasks import start_tasks, wait_tasks
+from provision.vsphere.inventory import Inventory, entity_path, find, paths, resolve, vms_named
+from provision.vsphere.connect import connection_guard
+from provision.vsphere.plan import CLUSTER_KEY, NODE_KEY, VmPlan, extra_config, ownership_marks, vm_plans
+from provision.vsphere.tasks import start_tasks, wait_tasks
 
 log = logging.getLogger("okdbench.vsphere")
 

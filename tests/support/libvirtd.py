@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from okdbench.errors import UserError
-from provision import libvirtd
+from plumbing.errors import UserError
+from provision.kvm import libvirtd
 
 NETNS = "okdbench"
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from provision.testguest import TestGuest, TestGuestBuildError, build_test_guest
+from provision.kvm.testguest import TestGuest, TestGuestBuildError, build_test_guest
 
 CACHE = Path(__file__).resolve().parents[2] / ".cache"
 
