@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import time
 from pathlib import Path
 from types import SimpleNamespace
@@ -23,6 +24,7 @@ from provision.spec import parse_spec
 ROOT = Path(__file__).resolve().parents[1]
 FAKE_INSTALLER = ROOT / "tests" / "fakebin" / "openshift-install"
 REGISTRY = "imageregistry-config_managed-s3_ocp-4.8-aws.yaml"
+REGISTRY_PATH = "/apis/imageregistry.operator.openshift.io/v1/configs/cluster"
 
 
 def okd_spec(tmp_path: Path, name: str = "oi1", **kvm_extra):
@@ -88,7 +90,7 @@ def test_wait_for_shows_progress_phase_elapsed_and_deadline(tmp_path, caplog, fa
         seconds = okd.run_installer(spec, ["wait-for", "bootstrap-complete", "--dir", str(okd.installer_dir(tmp_path))],
                                     phase="bootstrap-complete", deadline=time.time() + 23.5 * 3600)
     assert seconds > 0
-    assert "[bootstrap-complete 0m0" in caplog.text  # installer lines tagged with phase + elapsed
+    assert re.search(r"\[bootstrap-complete \d+m\d\ds\] ", caplog.text)  # installer lines tagged with phase + elapsed
     assert "It is now safe to remove the bootstrap resources" in caplog.text
     assert "bootstrap-complete: still waiting, elapsed" in caplog.text
     assert "bootstrap certificates expire in 23h" in caplog.text
@@ -132,9 +134,11 @@ def test_complete_install_approves_only_valid_csrs_and_sets_registry(tmp_path, f
     _csr(fc, spec, m0, signer=SERVING_SIGNER, name="csr-serving-m0")
     _csr(fc, spec, "intruder.example.com", name="csr-intruder")
     _csr(fc, spec, "worker-0", user="system:serviceaccount:default:builder", name="csr-wrong-requester")
-    # the registry config appears only once its operator is up, after the install has started
-    fc.at(0.3, lambda: fc.load(REGISTRY, mutate=lambda c: (c["spec"].update(managementState="Removed"),
-                                                            c["spec"].pop("storage", None))))
+    # The registry config appears only once its operator is up, after the install has started: the
+    # housekeeper's first look finds none (404), its next one finds it Removed. Tied to requests,
+    # not to the clock, so the outcome does not depend on which of install and timer goes first.
+    fc.before_request("GET", REGISTRY_PATH, 2, lambda: fc.load(REGISTRY, mutate=lambda c: (
+        c["spec"].update(managementState="Removed"), c["spec"].pop("storage", None))))
     removed = []
     platform = SimpleNamespace(remove_bootstrap=lambda s, insecure=False: removed.append(s.name))
     result = ProvisionResult(platform="kvm", cluster=spec.name, vms=[], workdir=tmp_path)
@@ -149,6 +153,7 @@ def test_complete_install_approves_only_valid_csrs_and_sets_registry(tmp_path, f
     assert any("not the node-bootstrapper" in f for f in result.findings)
     reg = fc.get("configs", "cluster")["spec"]
     assert reg["managementState"] == "Managed" and reg["storage"] == {"emptyDir": {}}
+    assert [r.status for r in fc.requests if r.method == "GET" and r.path == REGISTRY_PATH][:2] == [404, 200]
     assert removed == [spec.name]
     assert set(result.timings) == {"install.bootstrap.duration", "install.complete.duration"}
     assert result.kubeconfig == okd.installer_dir(tmp_path) / "auth" / "kubeconfig"

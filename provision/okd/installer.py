@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 
 ROLES = ("bootstrap", "master", "worker")
 PROGRESS_EVERY_S = 30.0
+STALL_S = 300.0  # an API that answers nothing for this long is down, not slow
 _LOG_LINE = re.compile(r'level=(\w+)\s+msg="?(.*?)"?$')
 
 
@@ -252,10 +253,13 @@ class ClusterHousekeeper(threading.Thread):
         self.registry_done = False
         self.stop_event = threading.Event()
         self.errors: list[str] = []
+        self.last_progress = time.monotonic()
 
     def tick(self) -> None:
+        self.last_progress = time.monotonic()
         try:
             self.approver.run_once()
+            self.last_progress = time.monotonic()
             if not self.registry_done:
                 self.registry_done = set_registry_managed(self.api_client, self.storage_class)
         except Exception as exc:  # API hiccups during install are normal; keep going, report at the end
@@ -263,16 +267,26 @@ class ClusterHousekeeper(threading.Thread):
             if msg not in self.errors:
                 self.errors.append(msg)
                 log.debug("housekeeping: %s", msg)
+        self.last_progress = time.monotonic()
 
     def run(self) -> None:
         while not self.stop_event.is_set():
             self.tick()
             self.stop_event.wait(self.interval_s)
+        # One last pass, in this thread so two passes never race each other: CSRs created (or the
+        # registry config appearing) just before install-complete returned.
+        self.tick()
 
-    def stop(self) -> None:
+    def stop(self, stall_s: float = STALL_S) -> None:
+        """Ask for the last pass and wait for it while the housekeeper makes progress (a slow
+        machine only delays it); give up after stall_s without any."""
         self.stop_event.set()
-        self.join(timeout=30)
-        self.tick()  # one last pass: CSRs created just before install-complete returned
+        while self.is_alive():
+            self.join(timeout=1.0)
+            if self.is_alive() and time.monotonic() - self.last_progress > stall_s:
+                self.errors.append(f"housekeeping made no progress for {stall_s:.0f} s; last CSR pass not waited for")
+                log.warning("housekeeping: %s", self.errors[-1])
+                return
 
 
 def node_names(spec: ClusterSpec) -> set[str]:

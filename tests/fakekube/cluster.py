@@ -89,6 +89,7 @@ class FakeCluster:
                              "goVersion": "go1.21.9", "compiler": "gc", "platform": "linux/amd64"}
         self._timers: list[threading.Timer] = []
         self._watch_triggers: dict[str, list[tuple[float, Callable[[], None]]]] = {}
+        self._request_triggers: list[list] = []  # [method, path, nth, seen, fn]
         self._lock = threading.Lock()
         self.api = Api(self)
         self.controllers = Controllers(self)
@@ -170,6 +171,12 @@ class FakeCluster:
         with self._lock:
             self._watch_triggers.setdefault(plural, []).append((delay_s, fn))
 
+    def before_request(self, method: str, path: str, nth: int, fn: Callable[[], Any]) -> None:
+        """Script fn to run just before the nth `method path` request is answered (a change tied to
+        what the client has seen, not to the clock: it holds however slow the machine is)."""
+        with self._lock:
+            self._request_triggers.append([method, path, nth, 0, fn])
+
     def on_watch_started(self, res: Resource) -> None:
         with self._lock:
             triggers = self._watch_triggers.pop(res.plural, [])
@@ -194,8 +201,16 @@ class FakeCluster:
         return self.faults
 
     def log_request(self, entry: LoggedRequest) -> None:
+        due = []
         with self._lock:
             self.requests.append(entry)
+            for trig in self._request_triggers:
+                if trig[0] == entry.method and trig[1] == entry.path:
+                    trig[3] += 1
+                    if trig[3] == trig[2]:
+                        due.append(trig[4])
+        for fn in due:
+            fn()
 
     # ------------------------------------------------------------ objects
 
