@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 from pathlib import Path
 
@@ -12,6 +11,7 @@ import pytest
 from okdbench.cli import main
 from provision.audit import compare
 from tests.audit_helpers import kvm_spec, kvm_spec_data, write_spec
+from tests.support._bounded_run import run_bounded
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -106,8 +106,7 @@ def test_bad_input_is_one_line_exit_2(tmp_path, args, message):
     a = write_spec(tmp_path, kvm_data())
     unreachable = write_spec(tmp_path, kvm_spec_data("aud", "qemu+tcp://127.0.0.1:9/system"))
     argv = [x.format(a=a, unreachable=unreachable) for x in args]
-    proc = subprocess.run([sys.executable, "-m", "okdbench", "audit", *argv], cwd=ROOT, capture_output=True, text=True,
-                          timeout=60)
+    proc = run_bounded([sys.executable, "-m", "okdbench", "audit", *argv], cwd=ROOT, capture_output=True, text=True)
     assert proc.returncode == 2, proc.stderr
     lines = [line for line in proc.stderr.strip().splitlines() if not line.startswith("INFO ")]  # progress is fine
     assert len(lines) == 1 and lines[0].startswith("okdbench audit: error: ") and message in lines[0], proc.stderr

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -17,6 +16,7 @@ from provision.spec import parse_spec
 from results.store import load_runs
 from tests.audit_helpers import kvm_spec, kvm_spec_data, write_spec
 from tests.support.vcsim import wait_task
+from tests.support._bounded_run import run_bounded
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -25,7 +25,7 @@ def run_suite(tmp_path: Path, *args: str, env: dict | None = None):
     results = tmp_path / "results"
     cmd = [sys.executable, "-m", "pytest", "suites/test_platform_audit.py", "--results-dir", str(results),
            "-p", "no:cacheprovider", "-q", *args]
-    proc = subprocess.run(cmd, cwd=ROOT, env={**os.environ, **(env or {})}, capture_output=True, text=True, timeout=120)
+    proc = run_bounded(cmd, cwd=ROOT, env={**os.environ, **(env or {})}, capture_output=True, text=True)
     runs = load_runs([results])
     assert runs.runs, proc.stdout + proc.stderr
     return proc, runs, results / runs.runs[0].run_id

@@ -1,21 +1,21 @@
 """The okdbench command: help everywhere, one-line errors for bad specs."""
 
 import os
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
 from okdbench.cli import COMMANDS
+from tests.support._bounded_run import run_bounded
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def okdbench(*args, **kw):
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return subprocess.run([sys.executable, "-m", "okdbench", *args], cwd=ROOT, env=env, capture_output=True,
-                          text=True, timeout=120, **kw)
+    return run_bounded([sys.executable, "-m", "okdbench", *args], cwd=ROOT, env=env, capture_output=True,
+                          text=True, **kw)
 
 
 def test_top_level_help():

@@ -11,6 +11,7 @@ import pytest
 
 from results.schema import CriterionResult, RunInfo, Sample
 from results.store import ResultsWriteError, RunWriter, load_runs
+from tests.support._bounded_run import run_bounded
 
 
 @pytest.fixture
@@ -88,9 +89,9 @@ def test_disk_full_during_a_suites_session_is_one_clear_error(small_disk, tmp_pa
     spec = write_spec(tmp_path / "kvm.yaml")
     side = tmp_path / "recorded.txt"
     env = {**os.environ, "NIGHTLY_STREAM": str(side), "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
-    proc = subprocess.run([sys.executable, "-m", "pytest", "suites/", "-p", "no:cacheprovider", "--platform", "kvm",
+    proc = run_bounded([sys.executable, "-m", "pytest", "suites/", "-p", "no:cacheprovider", "--platform", "kvm",
                            "--spec", str(spec), "--results-dir", str(small_disk)],
-                          cwd=root, env=env, capture_output=True, text=True, timeout=120)
+                          cwd=root, env=env, capture_output=True, text=True)
     out = proc.stdout + proc.stderr
     assert proc.returncode != 0
     assert "No space left on device" in out

@@ -8,6 +8,7 @@ import pytest
 import yaml
 
 from okdbench.nightly.config import ConfigError, load_config, parse_config, parse_duration
+from tests.support._bounded_run import run_bounded
 
 ROOT = Path(__file__).resolve().parent.parent
 P = {"label": "kvm", "platform": "kvm", "spec": "kvm.yaml"}
@@ -23,11 +24,10 @@ def test_example_config_is_valid():
 
 
 def test_example_config_dry_run_names_real_suites_and_specs():
-    import subprocess
     import sys
 
-    proc = subprocess.run([sys.executable, "-m", "okdbench", "nightly", "--config", "examples/nightly.yaml", "--dry-run"],
-                          cwd=ROOT, capture_output=True, text=True, timeout=60)
+    proc = run_bounded([sys.executable, "-m", "okdbench", "nightly", "--config", "examples/nightly.yaml", "--dry-run"],
+                          cwd=ROOT, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
     assert [ln.split(":")[0] for ln in lines] == ["vsphere", "kvm"]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
 import sys
 from pathlib import Path
 
@@ -11,6 +10,7 @@ from okdbench.nightly.config import load_config
 from okdbench.nightly.lock import NightlyLock
 from okdbench.nightly.runner import run_nightly
 from tests.nightly_support import read_summary, seed_history, write_config
+from tests.support._bounded_run import run_bounded
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -89,8 +89,8 @@ def test_overlapping_nightly_exits_2_with_one_line(tmp_path):
     cfg_path = write_config(tmp_path)
     cfg = load_config(cfg_path)
     with NightlyLock(cfg.lock_path):
-        proc = subprocess.run([sys.executable, "-m", "okdbench", "nightly", "--config", str(cfg_path)],
-                              cwd=ROOT, capture_output=True, text=True, timeout=120)
+        proc = run_bounded([sys.executable, "-m", "okdbench", "nightly", "--config", str(cfg_path)],
+                              cwd=ROOT, capture_output=True, text=True)
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "another nightly run holds" in lines[0] and "Traceback" not in proc.stderr
@@ -101,14 +101,14 @@ def test_overlapping_nightly_exits_2_with_one_line(tmp_path):
 
 def test_cli_dry_run_and_bad_config(tmp_path):
     cfg_path = write_config(tmp_path)
-    ok = subprocess.run([sys.executable, "-m", "okdbench", "nightly", "--config", str(cfg_path), "--dry-run"],
-                        cwd=ROOT, capture_output=True, text=True, timeout=60)
+    ok = run_bounded([sys.executable, "-m", "okdbench", "nightly", "--config", str(cfg_path), "--dry-run"],
+                        cwd=ROOT, capture_output=True, text=True)
     assert ok.returncode == 0, ok.stderr
     assert "--platform kvm --label kvm --spec" in ok.stdout
     bad = tmp_path / "bad.yaml"
     bad.write_text("platforms:\n  - label: kvm\n    platform: kvm\n    spec: a.yaml\n    repeat: lots\n  - label: x\n")
-    proc = subprocess.run([sys.executable, "-m", "okdbench", "nightly", "--config", str(bad)],
-                          cwd=ROOT, capture_output=True, text=True, timeout=60)
+    proc = run_bounded([sys.executable, "-m", "okdbench", "nightly", "--config", str(bad)],
+                          cwd=ROOT, capture_output=True, text=True)
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [
         f"okdbench nightly: error: {bad}: platforms[0].repeat: 'lots' is not allowed: "

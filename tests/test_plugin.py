@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from results.store import load_runs
+from tests.support._bounded_run import run_bounded
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -45,8 +46,8 @@ SUITE = textwrap.dedent(
 
 def run_pytest(args, cwd=ROOT, **kw):
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return subprocess.run([sys.executable, "-m", "pytest", "-p", "okdbench.plugin", *args], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=120, **kw)
+    return run_bounded([sys.executable, "-m", "pytest", "-p", "okdbench.plugin", *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, **kw)
 
 
 @pytest.fixture
@@ -80,7 +81,7 @@ def test_samples_and_criteria_round_trip(tmp_path, suite_file):
 
 
 def test_suites_without_platform_is_one_line_error():
-    out = subprocess.run([sys.executable, "-m", "pytest", "suites/"], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    out = run_bounded([sys.executable, "-m", "pytest", "suites/"], cwd=ROOT, capture_output=True, text=True)
     assert out.returncode != 0
     lines = [l for l in out.stderr.splitlines() if l.strip()]
     assert lines == ["ERROR: --platform is required for suites/: pass --platform=kvm or --platform=vsphere"]

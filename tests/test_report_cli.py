@@ -18,6 +18,7 @@ from okdbench.cli import main
 from reports.synthetic import MetricTruth, PlatformTruth, write_platform
 from results.schema import NodeGroupInfo, RunInfo, Sample
 from results.store import RunWriter
+from tests.support._bounded_run import run_bounded
 
 ROOT = Path(__file__).resolve().parent.parent
 EVIL = "<script>alert('okdbench')</script>"
@@ -137,8 +138,8 @@ def test_acknowledgements_file_is_accepted(corpus, tmp_path):
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "okdbench", "report", *map(str, args)], cwd=ROOT,
-                          capture_output=True, text=True, timeout=120)
+    return run_bounded([sys.executable, "-m", "okdbench", "report", *map(str, args)], cwd=ROOT,
+                          capture_output=True, text=True)
 
 
 def test_empty_folder_is_one_clear_line_exit_2(tmp_path):
@@ -184,12 +185,12 @@ def test_report_opens_in_headless_chromium(corpus, tmp_path, html):
     page = tmp_path / "report.html"
     page.write_text(html)
     shot = tmp_path / "report.png"
-    p = subprocess.run(
+    p = run_bounded(
         [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync",
          f"--user-data-dir={tmp_path / 'profile'}", f"--screenshot={shot}", "--window-size=1200,3000",
          "--enable-logging=stderr", "--v=0", page.as_uri()],
-        capture_output=True, text=True, timeout=120,
+        capture_output=True, text=True,
     )
     assert p.returncode == 0, p.stderr[-2000:]
     assert shot.exists() and shot.stat().st_size > 20_000

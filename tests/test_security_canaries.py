@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import base64
 import os
-import subprocess
 import sys
 import uuid
 from pathlib import Path
@@ -16,6 +15,7 @@ import yaml
 
 from results.store import load_runs
 from tests.support.fakekube import FAKEBIN, started
+from tests.support._bounded_run import run_bounded
 
 ROOT = Path(__file__).resolve().parent.parent
 TAG = uuid.uuid4().hex[:10]
@@ -76,8 +76,8 @@ def nightly(tmp_path_factory, vcsim):
         }
         (tmp / "nightly.yaml").write_text(yaml.safe_dump(cfg))
         env = {**os.environ, **vcsim.env(), "PATH": f"{FAKEBIN}{os.pathsep}{os.environ['PATH']}"}
-        proc = subprocess.run([sys.executable, "-m", "okdbench", "nightly", "--config", str(tmp / "nightly.yaml")],
-                              cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+        proc = run_bounded([sys.executable, "-m", "okdbench", "nightly", "--config", str(tmp / "nightly.yaml")],
+                              cwd=ROOT, env=env, capture_output=True, text=True)
         yield tmp, proc, vcsim
 
 
@@ -145,9 +145,9 @@ def test_tls_is_verified_by_default(nightly, tmp_path):
     with started(tmp_path / "fk") as fc:
         other = CA("not-the-cluster-ca")
         kc = fc.write_kubeconfig(tmp_path / "kc", ca_pem=other.cert_pem)
-        proc = subprocess.run([sys.executable, "-m", "pytest", "suites/test_nodes.py", "--platform=kvm",
+        proc = run_bounded([sys.executable, "-m", "pytest", "suites/test_nodes.py", "--platform=kvm",
                                "--kubeconfig", str(kc), "--results-dir", str(tmp_path / "r"), "-p", "no:cacheprovider",
-                               "--wait-ready", "2"], cwd=ROOT, capture_output=True, text=True, timeout=120)
+                               "--wait-ready", "2"], cwd=ROOT, capture_output=True, text=True)
     rs = load_runs([tmp_path / "r"])
     statuses = set(rs.criteria["status"])
     assert statuses and statuses <= {"failed", "error", "skipped"} and "passed" not in statuses

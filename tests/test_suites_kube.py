@@ -84,19 +84,30 @@ class _Recorder:
         with self.lock:
             self.events.append((type_, obj["metadata"]["name"], (obj.get("data") or {}).get("v", "")))
 
-    def wait(self, n: int, timeout: float = 10) -> None:
-        end = time.monotonic() + timeout
-        while time.monotonic() < end:
+    def wait(self, n: int, stall_s: float = 60) -> None:
+        # Bounded by lack of progress: each new event restarts the clock.
+        seen, since = -1, time.monotonic()
+        while time.monotonic() - since < stall_s:
             with self.lock:
                 if len(self.events) >= n:
                     return
+                if len(self.events) != seen:
+                    seen, since = len(self.events), time.monotonic()
             time.sleep(0.02)
-        raise AssertionError(f"expected {n} events, got {self.events}")
+        raise AssertionError(f"expected {n} events, got {self.events} (none new for {stall_s:.0f} s)")
+
+
+def _wait_watches_open(fc, n: int, stall_s: float = 60) -> None:
+    """Until the fake API has served n configmap watch requests (what a sleep used to guess)."""
+    start = time.monotonic()
+    while sum(r.watch and r.path.endswith("/configmaps") for r in list(fc.requests)) < n:
+        assert time.monotonic() - start < stall_s, f"no configmap watch opened in {stall_s:.0f} s"
+        time.sleep(0.02)
 
 
 def _start(kube, rec):
     informer = Informer(kube, CMS)
-    thread = informer.run_in_thread(rec, until=time.monotonic() + 30)
+    thread = informer.run_in_thread(rec, until=time.monotonic() + 3600)  # stopped by the test
     while informer.rv is None:
         time.sleep(0.01)
     return informer, thread
@@ -109,7 +120,7 @@ def test_watch_relists_after_410_and_counts_each_change_once(fake_cluster):
     fake_cluster.store.create(cm, NS, {"metadata": {"name": "a"}, "data": {"v": "1"}})
     informer, thread = _start(kube, rec)
     rec.wait(1)
-    time.sleep(0.3)  # the watch request is open
+    _wait_watches_open(fake_cluster, 1)
     # Changes made while every watch is cut and the old resourceVersion is compacted away.
     with fake_cluster.store.lock:
         fake_cluster.cut_watches(gone=True)
@@ -130,8 +141,12 @@ def test_watch_resumes_after_a_disconnect_without_relisting(fake_cluster):
     rec = _Recorder()
     cm = fake_cluster.res("configmaps")
     informer, thread = _start(kube, rec)
-    time.sleep(0.3)
-    fake_cluster.cut_watches(gone=False)
+    # Cut until the informer has resumed once (a single cut could land before its watch is open).
+    start = time.monotonic()
+    while informer.stats.resumes == 0:
+        assert time.monotonic() - start < 60, "the informer never resumed a cut watch"
+        fake_cluster.cut_watches(gone=False)
+        time.sleep(0.05)
     fake_cluster.store.create(cm, NS, {"metadata": {"name": "c"}, "data": {"v": "1"}})
     rec.wait(1)
     informer.stop()

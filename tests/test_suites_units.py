@@ -12,6 +12,7 @@ from suites.test_network import parse_iperf3
 from suites.test_storage import parse_fio
 from suites.workloads import default_images, render, resolve_images
 from tests.fakekube.programs import fio, iperf3
+from tests.support._bounded_run import run_bounded
 
 
 class _Cluster:
@@ -96,14 +97,13 @@ def test_quantile_matches_numpy_linear():
 
 
 def test_bad_suite_option_is_one_line_before_any_work(tmp_path):
-    import subprocess
     import sys
 
     kubeconfig = tmp_path / "kc"
     kubeconfig.write_text("apiVersion: v1\nkind: Config\nclusters: []\ncontexts: []\nusers: []\n")
-    proc = subprocess.run([sys.executable, "-m", "pytest", "suites/", "--platform=kvm", "--kubeconfig", str(kubeconfig),
+    proc = run_bounded([sys.executable, "-m", "pytest", "suites/", "--platform=kvm", "--kubeconfig", str(kubeconfig),
                            "--results-dir", str(tmp_path / "r"), "--image", "foi=x", "-p", "no:cacheprovider"],
-                          capture_output=True, text=True, timeout=120, cwd=__import__("pathlib").Path(__file__).parents[1])
+                          capture_output=True, text=True, cwd=__import__("pathlib").Path(__file__).parents[1])
     assert proc.returncode != 0
     assert "Traceback" not in proc.stdout + proc.stderr
     assert "--image: unknown image name 'foi'" in proc.stderr

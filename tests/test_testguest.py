@@ -14,6 +14,7 @@ import pytest
 from provision.kvm import guestlog
 from provision.kvm import testguest
 from provision.spec import parse_spec
+from tests.support._bounded_run import run_bounded
 
 SPEC = {
     "name": "tg",
@@ -124,12 +125,12 @@ def test_guest_boots_under_qemu_and_reports_ignition_and_probes(test_guest, tmp_
     subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(disk), "64M"], check=True)
     serial = tmp_path / "serial.log"
     cmdline = testguest.BASE_CMDLINE + " okdbench.probes=cpu,fsync,seqwrite okdbench.repeat=2 okdbench.cpu_mib=4"
-    proc = subprocess.run(
+    proc = run_bounded(
         [qemu, "-machine", "q35", "-accel", "tcg", "-m", "256", "-smp", "1", "-display", "none", "-no-reboot",
          "-nic", "none", "-serial", f"file:{serial}", "-kernel", str(test_guest.kernel), "-initrd",
          str(test_guest.initrd), "-append", cmdline, "-fw_cfg", f"name=opt/com.coreos/config,file={ign}",
          "-drive", f"file={disk},if=virtio,format=qcow2"],
-        capture_output=True, text=True, timeout=150,
+        capture_output=True, text=True,
     )
     assert proc.returncode == 0, proc.stderr
     r = guestlog.read_report(serial)

@@ -12,13 +12,14 @@ import pytest
 import yaml
 
 from tests.support.vcsim import prepare_template, vsphere_spec_data
+from tests.support._bounded_run import run_bounded
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 def okdbench(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "okdbench", *args], cwd=REPO, capture_output=True, text=True,
-                          env={**os.environ, **(env or {})}, timeout=120)
+    return run_bounded([sys.executable, "-m", "okdbench", *args], cwd=REPO, capture_output=True, text=True,
+                          env={**os.environ, **(env or {})})
 
 
 def test_render_example_end_to_end(tmp_path):

@@ -31,6 +31,7 @@ import pytest
 from results.store import RunSet, load_runs
 from tests.fakekube import FakeCluster
 from tests.fakekube import scenarios
+from tests.support._bounded_run import run_bounded
 
 ROOT = Path(__file__).resolve().parents[2]
 FAKEBIN = ROOT / "tests" / "fakebin"
@@ -99,5 +100,5 @@ def run_suites(fc: FakeCluster, results_dir: Path, *args: str, oc: bool = False,
     env = dict(os.environ)
     path = [p for p in env.get("PATH", "").split(os.pathsep) if p and not Path(p, "oc").exists()]
     env["PATH"] = os.pathsep.join(([str(FAKEBIN)] if oc else []) + path)
-    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
+    proc = run_bounded(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
     return SuitesRun(proc=proc, runs=load_runs([results_dir]), results_dir=results_dir)

@@ -29,6 +29,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.support._bounded_run import STALL_S, tree_cpu_s
+
 REPO = Path(__file__).resolve().parents[2]
 MAIN_GO = REPO / "tests" / "vcsim" / "main.go"
 CACHE = REPO / ".cache"
@@ -136,7 +138,7 @@ class VcSim:
                 self.process.wait()
 
 
-def start_vcsim(binary: Path, pki: Pki, workdir: Path, *, password: str | None = None, timeout: float = 30) -> VcSim:
+def start_vcsim(binary: Path, pki: Pki, workdir: Path, *, password: str | None = None, stall_s: float = STALL_S) -> VcSim:
     workdir.mkdir(parents=True, exist_ok=True)
     password = password or f"canary-{secrets.token_hex(8)}"
     log = workdir / "vcsim.log"
@@ -144,11 +146,15 @@ def start_vcsim(binary: Path, pki: Pki, workdir: Path, *, password: str | None =
     with open(log, "wb") as errf:
         proc = subprocess.Popen([str(binary), "-listen", "127.0.0.1:0", "-cert", str(pki.cert), "-key", str(pki.key)],
                                 stdout=subprocess.PIPE, stderr=errf, env=env, cwd=workdir, text=True)
-    deadline = time.monotonic() + timeout
     assert proc.stdout is not None
-    # The first stdout line is printed once the server listens; a hung binary must not hang the suite.
-    ready, _, _ = select.select([proc.stdout], [], [], timeout)
-    line = proc.stdout.readline() if ready else ""
+    # The first stdout line is printed once the server listens. A hung binary must not hang the
+    # suite, a slow (loaded) machine must not fail it: wait while vcsim uses CPU.
+    progress = _Progress(proc.pid, stall_s)
+    line = ""
+    while progress.alive() and proc.poll() is None:
+        if select.select([proc.stdout], [], [], 0.5)[0]:
+            line = proc.stdout.readline()
+            break
     if not line.startswith("VCSIM_URL="):
         proc.kill()
         proc.wait()
@@ -165,11 +171,23 @@ def start_vcsim(binary: Path, pki: Pki, workdir: Path, *, password: str | None =
                 with sim.ssl_context().wrap_socket(raw, server_hostname=host):
                     break
         except OSError:
-            if time.monotonic() > deadline or proc.poll() is not None:
+            if not progress.alive() or proc.poll() is not None:
                 sim.stop()
-                raise RuntimeError(f"vcsim at {url} not ready within {timeout:.0f}s") from None
+                raise RuntimeError(f"vcsim at {url} not ready: no progress for {stall_s:.0f} s") from None
             time.sleep(0.05)
     return sim
+
+
+class _Progress:
+    """alive() while the process used CPU within the last stall_s seconds."""
+
+    def __init__(self, pid: int, stall_s: float):
+        self.pid, self.stall_s, self.cpu, self.since = pid, stall_s, -1.0, time.monotonic()
+
+    def alive(self) -> bool:
+        if (cpu := tree_cpu_s(self.pid)) > self.cpu:
+            self.cpu, self.since = cpu, time.monotonic()
+        return time.monotonic() - self.since < self.stall_s
 
 
 def prepare_template(si, source: str = "DC0_C0_RP0_VM0", name: str = "okd-template"):
@@ -190,13 +208,16 @@ def prepare_template(si, source: str = "DC0_C0_RP0_VM0", name: str = "okd-templa
     return vm
 
 
-def wait_task(task, timeout: float = 30):
+def wait_task(task, stall_s: float = STALL_S):
     from pyVmomi import vim
 
-    deadline = time.monotonic() + timeout
-    while task.info.state not in (vim.TaskInfo.State.success, vim.TaskInfo.State.error):
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"task {task.info.descriptionId} still {task.info.state}")
+    # Bounded by lack of change in the task's state/progress, not by a total.
+    seen, since = None, time.monotonic()
+    while (info := task.info).state not in (vim.TaskInfo.State.success, vim.TaskInfo.State.error):
+        if (info.state, info.progress) != seen:
+            seen, since = (info.state, info.progress), time.monotonic()
+        if time.monotonic() - since > stall_s:
+            raise TimeoutError(f"task {info.descriptionId} still {info.state}, unchanged for {stall_s:.0f} s")
         time.sleep(0.02)
     if task.info.state == vim.TaskInfo.State.error:
         raise task.info.error
