@@ -23,7 +23,7 @@ def runs(tmp_path_factory):
         with started(tmp_path_factory.mktemp("fake-okd")) as fc:
             if faulty:
                 fc.set_faults(error_ratio=0.05, reset_ratio=0.05, seed=11, include_watches=True)
-            run = run_suites(fc, tmp_path_factory.mktemp("results"), *ARGS, timeout=300)
+            run = run_suites(fc, tmp_path_factory.mktemp("results"), *ARGS)
             requests = len(fc.requests)
             return run, fc.faults.injected_errors, fc.faults.injected_resets, requests
 

@@ -27,7 +27,7 @@ def soak(tmp_path_factory):
         fc.on_first_watch("events", 0.5, cut_then_change)
         fc.on_first_watch("events", 1.2, lambda: fc.cut_watches(gone=True))  # a second cut: nothing new to count
         run = run_suites(fc, tmp_path_factory.mktemp("results"), "suites/test_stability.py", "--soak", "3s",
-                         "--wait-ready", "5", timeout=180)
+                         "--wait-ready", "5")
         yield fc, run, worker
 
 

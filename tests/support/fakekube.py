@@ -90,7 +90,7 @@ class SuitesRun:
         return out
 
 
-def run_suites(fc: FakeCluster, results_dir: Path, *args: str, oc: bool = False, timeout: float = 240,
+def run_suites(fc: FakeCluster, results_dir: Path, *args: str, oc: bool = False,
                kubeconfig: Path | None = None) -> SuitesRun:
     targets = [] if any(a.startswith("suites/") for a in args) else ["suites/"]
     cmd = [sys.executable, "-m", "pytest", *targets, "--platform=kvm", "--kubeconfig", str(kubeconfig or fc.kubeconfig),
