@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
+import os
 from pathlib import Path
 
 from provision.lifecycle import provision_cluster
 from provision.spec import load_spec
+
+log = logging.getLogger("okdbench.provision")
 
 HELP = "create the cluster's VMs and install OKD on them"
 DESCRIPTION = """\
@@ -16,21 +20,36 @@ user-provisioned install (openshift-install wait-for bootstrap-complete / instal
 progress), remove the bootstrap node, approve only node CSRs that pass the OpenShift checks and set
 the image registry to managed storage. A failure before the VMs run removes what was created.
 
+The work directory (ignition, installer state with auth/kubeconfig, serial logs) defaults to
+.cache/work/<cluster name> under the current directory ($OKDBENCH_WORKDIR/<cluster name> when set),
+created readable by its owner only; running again with the same one reuses fresh ignition files.
+
+  okdbench provision --spec examples/kvm-cluster.yaml
   okdbench provision --spec examples/kvm-cluster.yaml --workdir /var/lib/okdbench/c1"""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--spec", required=True, metavar="FILE", help="cluster spec YAML")
-    parser.add_argument("--workdir", required=True, metavar="DIR", type=Path,
-                        help="where ignition, installer state, serial logs and the kubeconfig go")
+    parser.add_argument("--workdir", metavar="DIR", type=Path,
+                        help="where ignition, installer state, serial logs and the kubeconfig go "
+                             "(default .cache/work/<cluster>, or $OKDBENCH_WORKDIR/<cluster>)")
     parser.add_argument("--regenerate", action="store_true",
                         help="recreate ignition configs older than their 24 h certificate lifetime")
     parser.add_argument("--insecure", action="store_true", help="do not verify TLS certificates (unsafe)")
 
 
+def default_workdir(cluster: str) -> Path:
+    return Path(os.environ.get("OKDBENCH_WORKDIR") or Path(".cache") / "work") / cluster
+
+
 def run(args: argparse.Namespace) -> int:
     spec = load_spec(args.spec)
-    result = provision_cluster(spec, args.workdir, insecure=args.insecure, regenerate_ignition=args.regenerate)
+    workdir = args.workdir or default_workdir(spec.name)
+    if not workdir.exists():
+        # It will hold the install's credentials (auth/kubeconfig, kubeadmin-password).
+        workdir.mkdir(mode=0o700, parents=True)
+    log.info("provision: work directory %s", workdir.resolve())
+    result = provision_cluster(spec, workdir, insecure=args.insecure, regenerate_ignition=args.regenerate)
     print(json.dumps({
         "cluster": result.cluster, "platform": result.platform,
         "vms": [{"name": v.name, "role": v.role, "mac": v.mac, "ip": v.ip, "ref": v.ref,

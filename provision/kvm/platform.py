@@ -6,7 +6,9 @@
     hypervisor_facts(spec)       libvirt/QEMU versions, host CPU, domain type
     remove_bootstrap(spec)       the bootstrap domain and volume; the load balancer stops sending to it
 
-Domain type: spec.kvm.domain_type, 'auto' = provision.kvm.libvirtd.domain_type(uri) (a real probe).
+Domain type: spec.kvm.domain_type. 'auto' is resolved at provision time by a real probe
+(provision.kvm.libvirtd.domain_type(uri)); render never probes and writes the KVM host's XML for it,
+so its output depends on the spec alone.
 """
 
 from __future__ import annotations
@@ -39,8 +41,16 @@ def _require(spec: ClusterSpec) -> None:
 
 
 def resolve_domain_type(spec: ClusterSpec) -> str:
+    """The domain type to create on this host: 'auto' probes whether KVM really runs a guest."""
     kvm = kvm_section(spec)
     return probe_domain_type(kvm.uri) if kvm.domain_type == "auto" else kvm.domain_type
+
+
+def rendered_domain_type(spec: ClusterSpec) -> str:
+    """The domain type `render` writes without touching the host: 'auto' renders as 'kvm' (what a
+    KVM host gets; provision re-renders with 'qemu' where KVM cannot run a guest)."""
+    kvm = kvm_section(spec)
+    return "kvm" if kvm.domain_type == "auto" else kvm.domain_type
 
 
 def _testguest_cmdline(extra: str | None):
@@ -49,9 +59,12 @@ def _testguest_cmdline(extra: str | None):
     return lambda spec, m: testguest.kernel_cmdline(spec, m, extra)
 
 
-def render(spec: ClusterSpec, out_dir: Path, *, guest_cmdline_extra: str | None = None) -> list[Path]:
-    """Every file of the cluster, without touching libvirt. Same spec + out_dir -> same bytes."""
+def render(spec: ClusterSpec, out_dir: Path, *, dom_type: str | None = None,
+           guest_cmdline_extra: str | None = None) -> list[Path]:
+    """Every file of the cluster, without touching libvirt or the host. Same spec + out_dir -> same
+    bytes on any machine. dom_type overrides the domain type (provision passes the resolved one)."""
     _require(spec)
+    dom_type = dom_type or rendered_domain_type(spec)
     out_dir = Path(out_dir).resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
     paths: list[Path] = []
@@ -66,7 +79,7 @@ def render(spec: ClusterSpec, out_dir: Path, *, guest_cmdline_extra: str | None 
         ign = okd.ignition_paths(out_dir)
         installer_ign = ign if all(p.exists() for p in ign.values()) else None
     cmdline = _testguest_cmdline(guest_cmdline_extra) if spec.okd.guest == "testguest" else None
-    paths += render_all(spec, out_dir, resolve_domain_type(spec), installer_ign, cmdline)
+    paths += render_all(spec, out_dir, dom_type, installer_ign, cmdline)
     return sorted(paths)
 
 
@@ -97,7 +110,7 @@ def provision(spec: ClusterSpec, workdir: Path, *, insecure: bool = False,
                 raise okd.InstallError(f"no ignition files in {okd.installer_dir(workdir)}; "
                                        "run through provision.lifecycle.provision_cluster (it creates them)")
         (workdir / "serial").mkdir(exist_ok=True)
-        files = render(spec, workdir, guest_cmdline_extra=guest_cmdline_extra)
+        files = render(spec, workdir, dom_type=dom_type, guest_cmdline_extra=guest_cmdline_extra)
         _make_reachable(workdir)
         for sub in ("serial", "ignition", "domains"):
             (workdir / sub).chmod(0o755)

@@ -97,6 +97,9 @@ def create_ignition_configs(spec: ClusterSpec, workdir: Path, *, regenerate: boo
     missing = [str(p) for p in paths.values() if not p.exists()]
     if missing:
         raise InstallError(f"openshift-install create ignition-configs wrote no {', '.join(missing)}; check its log in {d}")
+    for secret in ("kubeconfig", "kubeadmin-password"):
+        if (d / "auth" / secret).exists():
+            (d / "auth" / secret).chmod(0o600)
     redact.register_file_secrets(d / "auth" / "kubeconfig")
     redact.register_file_secrets(d / "auth" / "kubeadmin-password")
     pw = d / "auth" / "kubeadmin-password"
