@@ -7,7 +7,6 @@ import json
 
 from plumbing.errors import UserError
 from provision.audit.rules import SEVERITIES, severity_rank
-from provision.spec import load_spec
 
 HELP = "audit node VMs on the hypervisor, or check two clusters are comparable"
 DESCRIPTION = """\
@@ -35,6 +34,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from provision.spec import load_spec  # here: `okdbench --help` does not need pydantic
+
     if len(args.spec) > 2:
         raise UserError(f"--spec: given {len(args.spec)} times; give one (audit) or two (compare)")
     specs = [load_spec(p) for p in args.spec]

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import argparse
 
-from provision.lifecycle import destroy_cluster
-from provision.spec import load_spec
 
 HELP = "remove the cluster's VMs, disks and network (only what okdbench created)"
 DESCRIPTION = """\
@@ -21,6 +19,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # Imported here: `okdbench --help` and the other commands need none of it.
+    from provision.lifecycle import destroy_cluster
+    from provision.spec import load_spec
+
     spec = load_spec(args.spec)
     removed = destroy_cluster(spec, insecure=args.insecure)
     for item in removed:

@@ -8,8 +8,6 @@ import logging
 import os
 from pathlib import Path
 
-from provision.lifecycle import provision_cluster
-from provision.spec import load_spec
 
 log = logging.getLogger("okdbench.provision")
 
@@ -43,6 +41,10 @@ def default_workdir(cluster: str) -> Path:
 
 
 def run(args: argparse.Namespace) -> int:
+    # Imported here: `okdbench --help` and the other commands need none of it.
+    from provision.lifecycle import provision_cluster
+    from provision.spec import load_spec
+
     spec = load_spec(args.spec)
     workdir = args.workdir or default_workdir(spec.name)
     if not workdir.exists():

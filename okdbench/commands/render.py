@@ -6,8 +6,6 @@ import argparse
 from pathlib import Path
 
 from plumbing.errors import UserError
-from provision.base import platform_module
-from provision.spec import load_spec
 
 HELP = "write install-config, network/VM definitions, load balancer config and ignition snippets"
 DESCRIPTION = """\
@@ -30,6 +28,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # Imported here: `okdbench --help` and the other commands need none of it.
+    from provision.base import platform_module
+    from provision.spec import load_spec
+
     spec = load_spec(args.spec)
     options = {}
     if args.domain_type:
