@@ -24,7 +24,6 @@ import threading
 from pathlib import Path
 from typing import Any, Iterable
 
-import yaml
 
 MASK = "***REDACTED***"
 
@@ -154,21 +153,29 @@ def register_file_secrets(path: str | Path | None) -> None:
     """Register the secret content of a file: pull secret, kubeconfig, SSH private key, credentials."""
     if not path:
         return
+    from plumbing.safe_load import MAX_DOC_BYTES
+
     p = Path(path).expanduser()
     try:
-        text = p.read_text(errors="replace")
+        with open(p, "rb") as fh:
+            data = fh.read(MAX_DOC_BYTES + 1)
     except OSError:
         return
-    register_text_secrets(text)
+    if len(data) > MAX_DOC_BYTES:
+        return  # the reader refuses the file anyway: its content never gets used or echoed
+    register_text_secrets(data.decode("utf-8", "replace"))
 
 
 def register_text_secrets(text: str) -> None:
     """Find and register the secret values inside a document okdbench reads."""
     for m in _PEM_RE.finditer(text):
         register_secret(m.group(0))
+    from plumbing.safe_load import InputError, parse_yaml
+
     try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError:
+        # Bounded: an alias bomb would make the walk below exponential (and never finish).
+        data = parse_yaml(text, "secrets")
+    except InputError:
         data = None
     if isinstance(data, dict):
         _register_doc(data)

@@ -51,27 +51,8 @@ def read_yaml(path: Path | str, flag: str, what: str, error: type[Exception] | N
     """Parse a YAML file the user named with `flag`; every failure is one line naming the file and the fix.
 
     what: how to describe the expected file in the fix ("a cluster spec YAML (see examples/)").
+    Bounded (size, UTF-8, depth, aliases): see plumbing.safe_load.
     """
-    import yaml
+    from plumbing.safe_load import InputError, read_yaml_file
 
-    from plumbing.errors import UserError
-
-    err = error or UserError
-    path = Path(path)
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
-        raise err(f"{flag}: {path} does not exist; pass the path of {what}") from None
-    except IsADirectoryError:
-        raise err(f"{flag}: {path} is a directory; pass the path of {what}") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = getattr(exc, "strerror", None) or "not UTF-8 text"
-        raise err(f"{flag}: cannot read {path}: {reason}") from None
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise err(f"{flag} {path}: not valid YAML{where}; fix the syntax") from None
-    except (ValueError, RecursionError) as exc:
-        raise err(f"{flag} {path}: not valid YAML ({short(exc)}); fix the syntax") from None
+    return read_yaml_file(path, flag, what, error or InputError)

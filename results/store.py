@@ -23,6 +23,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from plumbing.safe_load import MAX_LINE_BYTES, parse_json, read_json_file
 from results.schema import (
     CRITERIA_JSONL,
     CRITERIA_PARQUET,
@@ -204,7 +205,10 @@ def _read_jsonl(path: Path) -> tuple[list[dict[str, Any]], list[str]]:
         if not raw.strip():
             continue
         try:
-            obj = json.loads(raw)
+            # Bounded: a 1 MiB line cap and a depth cap (20,000 nested brackets would raise RecursionError).
+            if len(raw) > MAX_LINE_BYTES:
+                raise ValueError("line too long")
+            obj = parse_json(raw, "line", ValueError)
             if not isinstance(obj, dict):
                 raise ValueError("not an object")
         except ValueError:
@@ -320,7 +324,9 @@ def _sane_run_json(path: Path, data: dict[str, Any]) -> dict[str, Any]:
 
 def read_run_info(run_dir: Path) -> RunInfo:
     path = run_dir / RUN_FILE
-    data = json.loads(path.read_text())
+    if not path.exists():
+        raise FileNotFoundError(path)
+    data = read_json_file(path, "run.json", "a run.json", ValueError)
     if not isinstance(data, dict) or not data.get("run_id"):
         raise ValueError(f"{path}: not a run.json (no run_id)")
     info = RunInfo.from_json(_sane_run_json(path, data))
