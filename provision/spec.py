@@ -10,13 +10,14 @@ import hashlib
 import itertools
 import ipaddress
 import re
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from plumbing.errors import UserError
-from plumbing.validation import one_line_error, read_yaml
+from plumbing.validation import one_line_error, read_yaml, short
 
 Role = Literal["bootstrap", "master", "worker"]
 
@@ -32,13 +33,19 @@ class SpecError(UserError):
     """A cluster spec is invalid. str() is one line: path, value, what is allowed."""
 
 
+# Bounds on node sizes: beyond what libvirt or vCenter would ever give one VM (vSphere 8: 24 TiB
+# of memory, 62 TiB per disk) is a typo, and refused with the bound named.
+SIZE_BOUNDS = {"memory": (2**20, 24 * 2**40, "1MiB", "24TiB"), "disk": (2**20, 64 * 2**40, "1MiB", "64TiB")}
+
+
 def parse_size(value: Any) -> int:
     """'16GiB' -> bytes. Bare numbers are refused: '16' is ambiguous (GB? GiB? MiB?)."""
-    if isinstance(value, str):
+    if isinstance(value, str) and len(value) <= 40:
         m = _SIZE_RE.match(value)
         if m:
-            return int(float(m.group(1)) * _UNITS[m.group(2).lower()])
-    raise ValueError(f"{value!r} is not a size; use e.g. 16GiB")
+            # Decimal, not float: '1e400GiB'-sized inputs must not overflow before the bound check.
+            return int(Decimal(m.group(1)) * _UNITS[m.group(2).lower()])
+    raise ValueError(f"{short(value, 40)!r} is not a size; use e.g. 16GiB")
 
 
 class _Model(BaseModel):
@@ -49,8 +56,12 @@ class Size(int):
     """Bytes; parsed from '16GiB'."""
 
 
-def _size(v: Any) -> int:
-    return parse_size(v)
+def _size(v: Any, info: ValidationInfo) -> int:
+    size = parse_size(v)
+    low, high, low_text, high_text = SIZE_BOUNDS[info.field_name]
+    if not low <= size <= high:
+        raise ValueError(f"{short(v, 40)!r} is out of range; use between {low_text} and {high_text}")
+    return size
 
 
 class NodeGroup(_Model):
@@ -140,7 +151,7 @@ class KvmPlatform(_Model):
     domain_type: Literal["auto", "kvm", "qemu"] = "auto"
     network: KvmNetwork = KvmNetwork()
     tuning: KvmTuning = KvmTuning()
-    ignition_max_age_hours: float = Field(24, gt=0)
+    ignition_max_age_hours: float = Field(24, gt=0, le=8760)  # at most a year
 
 
 class VsphereCredentials(_Model):
@@ -158,7 +169,7 @@ class VsphereCredentials(_Model):
 
 class VspherePlatform(_Model):
     host: str
-    port: int = 443
+    port: int = Field(443, ge=1, le=65535)
     datacenter: str
     cluster: str
     datastore: str

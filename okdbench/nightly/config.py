@@ -24,17 +24,27 @@ _DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d)?\s*$")
 _DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
 
 
+MAX_DURATION_S = 30 * 86400.0  # 30d: longer than any night; a bigger value is a typo
+
+
 def parse_duration(value: Any) -> float:
-    """'10m' -> 600.0 seconds; bare numbers are seconds."""
+    """'10m' -> 600.0 seconds; bare numbers are seconds. At most 30 days."""
+    seconds: float | None = None
     if isinstance(value, bool):
-        raise ValueError(f"{value!r} is not a duration; use e.g. 30s, 10m, 4h")
-    if isinstance(value, (int, float)) and value >= 0 and value == value and value != float("inf"):
-        return float(value)
-    if isinstance(value, str):
+        seconds = None
+    elif isinstance(value, int):
+        seconds = float(value) if 0 <= value <= MAX_DURATION_S else float("inf")
+    elif isinstance(value, float) and value >= 0 and value == value:
+        seconds = value
+    elif isinstance(value, str) and len(value) <= 40:
         m = _DURATION_RE.match(value)
         if m:
-            return float(m.group(1)) * _DURATION_UNITS[m.group(2)]
-    raise ValueError(f"{value!r} is not a duration; use e.g. 30s, 10m, 4h")
+            seconds = float(m.group(1)) * _DURATION_UNITS[m.group(2)]
+    if seconds is None:
+        raise ValueError(f"{short(repr(value), 40)} is not a duration; use e.g. 30s, 10m, 4h")
+    if seconds > MAX_DURATION_S:
+        raise ValueError(f"{short(repr(value), 40)} is out of range; use at most 30d")
+    return seconds
 
 
 def _fmt_duration(seconds: float) -> str:
