@@ -13,6 +13,11 @@ from typing import Any
 from plumbing.errors import UserError
 from plumbing.safe_load import read_yaml_file
 
+def _a(value: Any) -> str:
+    name = type(value).__name__
+    return ("an " if name[0] in "aeiou" else "a ") + name
+
+
 WHAT = "the kubeconfig of the cluster to test"
 _ENTRIES = {"clusters": "cluster", "contexts": "context", "users": "user"}
 
@@ -40,26 +45,26 @@ def check_kubeconfig(data: Any, where: str) -> None:
         if entries is None:
             entries = []
         if not isinstance(entries, list):
-            raise bad(section, f"is a {type(entries).__name__}, not a list")
+            raise bad(section, f"is {_a(entries)}, not a list")
         named[section] = {}
         for i, entry in enumerate(entries):
             key = f"{section}[{i}]"
             if not isinstance(entry, dict):
-                raise bad(key, f"is a {type(entry).__name__}, not a mapping with name and {inner}")
+                raise bad(key, f"is {_a(entry)}, not a mapping with name and {inner}")
             if not isinstance(entry.get("name"), str) or not entry["name"]:
                 raise bad(f"{key}.name", "is missing or not a string")
             body = entry.get(inner)
             if not isinstance(body, dict):
-                raise bad(f"{key}.{inner}", f"is {'missing' if body is None else 'a ' + type(body).__name__}, not a mapping")
+                raise bad(f"{key}.{inner}", f"is {'missing' if body is None else _a(body)}, not a mapping")
             for field, value in body.items():
                 if isinstance(value, (dict, list)) and field not in ("exec", "auth-provider", "extensions", "args", "env", "config"):
-                    raise bad(f"{key}.{inner}.{field}", f"is a {type(value).__name__}, not a value")
+                    raise bad(f"{key}.{inner}.{field}", f"is {_a(value)}, not a value")
             named[section][entry["name"]] = body
     current = data.get("current-context")
     if current is None or current == "":
         raise bad("current-context", "is not set")
     if not isinstance(current, str):
-        raise bad("current-context", f"is a {type(current).__name__}, not a context name")
+        raise bad("current-context", f"is {_a(current)}, not a context name")
     context = named["contexts"].get(current)
     if context is None:
         raise bad("current-context", f"names {current[:60]!r}, which is not in contexts")

@@ -4,10 +4,16 @@ skipped file with a warning — never a traceback, never an unexpected exception
 from __future__ import annotations
 
 import copy
+import itertools
+import json
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 
+import pytest
+import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -16,6 +22,7 @@ from okdbench.nightly.config import ConfigError, load_config, parse_config
 from provision.spec import SpecError, load_spec, parse_spec
 from reports.costs import load_costs, parse_costs
 
+ROOT = Path(__file__).resolve().parent.parent
 SETTINGS = settings(max_examples=1000, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True, database=None)
 
 scalars = st.one_of(
@@ -211,3 +218,134 @@ def test_spec_network_capacity_and_addresses(prefix, counts, explicit, mac_prefi
     if explicit:
         data["nodes"][1]["ips"] = [f"198.18.{n // 256}.{n % 256}" for n in explicit]
     _spec_ok_or_one_line(data)
+
+
+# ------------------------------------------------------------------ kubeconfig shapes
+
+KUBECONFIG = {
+    "apiVersion": "v1", "kind": "Config", "current-context": "admin",
+    "clusters": [{"name": "fake", "cluster": {"server": "https://127.0.0.1:1", "certificate-authority-data": "bm90LWEtY2E="}}],
+    "users": [{"name": "admin", "user": {"token": "sha256~PropertyToken0123456789"}}],
+    "contexts": [{"name": "admin", "context": {"cluster": "fake", "user": "admin"}}],
+}
+_kc_tmp = tempfile.TemporaryDirectory(prefix="okdbench-prop-kubeconfig-")
+_kc_counter = itertools.count()
+
+
+def _kubeconfig_file(doc: Any) -> Path:
+    p = Path(_kc_tmp.name) / f"kc-{next(_kc_counter)}.yaml"
+    p.write_text(yaml.safe_dump(doc, default_flow_style=False) if not isinstance(doc, str) else doc)
+    return p
+
+
+@SETTINGS
+@given(mutated(KUBECONFIG))
+def test_kubeconfig_shapes(doc):
+    """Every generated kubeconfig: usable, or one line naming the file and the key — from the
+    bounded reader, from the cluster name lookup, and from the API client (which never indexes a
+    wrong shape: the check runs first)."""
+    from plumbing.kubeconfig import KubeconfigError, read_kubeconfig
+    from provision.cluster import cluster_name_from_kubeconfig
+    from suites.kube import Kube, KubeError
+
+    path = _kubeconfig_file(doc)
+    try:
+        read_kubeconfig(path)
+    except KubeconfigError as exc:
+        assert_one_line(exc)
+        assert str(path) in str(exc)
+        with pytest.raises(KubeError) as info:
+            Kube(path)
+        assert_one_line(info.value)
+        return
+    assert isinstance(cluster_name_from_kubeconfig(path), str)
+    try:
+        Kube(path)
+    except KubeError as exc:  # e.g. certificate data that is not base64
+        assert_one_line(exc)
+
+
+# ------------------------------------------------------------------ hostile files (every class)
+
+
+def alias_bomb(levels: int, width: int) -> str:
+    lines = ["a0: &a0 [" + ", ".join(["lol"] * width) + "]"]
+    for i in range(1, levels):
+        lines.append(f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * width) + "]")
+    return "\n".join(lines) + "\n"
+
+
+RECURSIVE_ALIASES = ["a: &a {x: *a}\n", "a: &a [1, *a]\n", "clusters: &c [{name: x, cluster: *c}]\n",
+                     "auths: &a {quay.io: {auth: *a}}\n"]
+
+
+@st.composite
+def hostile_text(draw, base: dict) -> bytes:
+    """One of the classes of issue 14 as file bytes: an alias bomb, a recursive alias, deep nesting
+    (YAML or JSON brackets, block mappings), bytes that are not UTF-8 inside an otherwise valid
+    document, numbers out of range, or a mutated (wrong-shape) document."""
+    kind = draw(st.sampled_from(["bomb", "recursive", "deep", "deep-block", "not-utf8", "numbers", "mutated"]))
+    if kind == "bomb":
+        return alias_bomb(draw(st.integers(6, 10)), draw(st.integers(6, 12))).encode()
+    if kind == "recursive":
+        return draw(st.sampled_from(RECURSIVE_ALIASES)).encode()
+    if kind == "deep":
+        n = draw(st.sampled_from([65, 200, 1_000, 20_000]))
+        open_, close = draw(st.sampled_from([("[", "]"), ('{"a":', "}")]))
+        return (open_ * n + "1" + close * n).encode()
+    if kind == "deep-block":
+        return "".join("  " * i + "k:\n" for i in range(draw(st.integers(65, 300)))).encode()
+    if kind == "not-utf8":
+        good = yaml.safe_dump(base).encode()
+        at = draw(st.integers(0, len(good)))
+        return good[:at] + draw(st.sampled_from([b"\xff", b"\xc3\x28", b"\xed\xa0\x80", b"\xfe\xfe"])) + good[at:]
+    if kind == "numbers":
+        doc = copy.deepcopy(base)
+        paths = [p for p in _paths(doc) if p]
+        path = draw(st.sampled_from(paths))
+        parent = doc
+        for p in path[:-1]:
+            parent = parent[p]
+        parent[path[-1]] = "@NUMBER@"
+        number = draw(st.sampled_from(["1e400", ".inf", "-.inf", ".nan", "9" * 400, "1e400GiB", "99999999999999GiB", "9" * 5000]))
+        return yaml.safe_dump(doc).replace("'@NUMBER@'", number).replace("@NUMBER@", number).encode()
+    return yaml.safe_dump(draw(mutated(base)), default_flow_style=draw(st.booleans())).encode()
+
+
+def _session_cases(kubeconfigs: list[Path], results: Path) -> list[dict]:
+    cases = [["suites/test_nodes.py", "--platform=kvm", "--kubeconfig", str(k), "--results-dir", str(results),
+              "-p", "no:cacheprovider", "-q", "--wait-ready", "1"] for k in kubeconfigs]
+    with tempfile.TemporaryDirectory() as d:
+        (Path(d) / "cases.json").write_text(json.dumps(cases))
+        subprocess.run([sys.executable, "-m", "tests.session_driver", str(Path(d) / "cases.json"), str(Path(d) / "out.json")],
+                       cwd=ROOT, check=True, timeout=600, capture_output=True)
+        return json.loads((Path(d) / "out.json").read_text())
+
+
+def test_kubeconfig_pytest_sessions(tmp_path):
+    """Real `pytest suites/` sessions over hostile kubeconfigs (100 generated, every class): a usage
+    error of one line naming the file, exit code 4, never INTERNALERROR or a traceback."""
+    from plumbing.kubeconfig import KubeconfigError, read_kubeconfig
+
+    files: list[Path] = []
+
+    @settings(max_examples=100, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True, database=None)
+    @given(hostile_text(KUBECONFIG))
+    def collect(data):
+        p = tmp_path / f"kc-{len(files)}.yaml"
+        p.write_bytes(data)
+        try:
+            read_kubeconfig(p)
+        except KubeconfigError:
+            files.append(p)  # the refused ones: a usable kubeconfig would start a real (slow) session
+
+    collect()
+    assert len(files) >= 50
+    outcomes = _session_cases(files, tmp_path / "results")
+    for path, outcome in zip(files, outcomes):
+        out = outcome["out"]
+        assert outcome["rc"] == 4, (path, out[-2000:])
+        assert "Traceback" not in out and "INTERNALERROR" not in out, out[-2000:]
+        lines = [ln for ln in out.splitlines() if ln.strip()]
+        assert len(lines) <= 2 and all(len(ln) <= 400 for ln in lines), lines
+        assert str(path) in out
