@@ -23,7 +23,7 @@ import pytest
 from okdbench import __version__
 from plumbing.errors import UserError
 from okdbench.paths import ROOT, SUITES_DIR
-from plumbing.redact import redact_text
+from plumbing.redact import error_line, redact_text
 from results.schema import CriterionResult, NodeGroupInfo, RunInfo, Sample, iso, one_line, utcnow
 from results.store import ResultsWriteError, RunWriter, new_run_id
 
@@ -188,7 +188,7 @@ def pytest_configure(config: pytest.Config) -> None:
         )
         writer = RunWriter(cfg.results_dir, info)
     except (UserError, ResultsWriteError) as exc:
-        raise pytest.UsageError(str(exc)) from None
+        raise pytest.UsageError(error_line(exc)) from None
     config.stash[_config_key] = cfg
     config.stash[_writer_key] = writer
     if threading_main():
@@ -203,7 +203,7 @@ def _write(config: pytest.Config, write: Callable[[Any], None], record: Any) -> 
     try:
         write(record)
     except ResultsWriteError as exc:
-        pytest.exit(f"okdbench: {exc}", returncode=pytest.ExitCode.INTERNAL_ERROR)
+        pytest.exit(error_line(f"okdbench: {exc}"), returncode=pytest.ExitCode.INTERNAL_ERROR)
 
 
 def threading_main() -> bool:
@@ -355,7 +355,7 @@ def infra(request: pytest.FixtureRequest, okdbench_config: SessionConfig, run_wr
     try:
         result = provision_cluster(cfg.spec, workdir, insecure=cfg.insecure)
     except UserError as exc:
-        pytest.fail(f"provisioning failed: {exc}", pytrace=False)
+        pytest.fail(error_line(f"provisioning failed: {exc}"), pytrace=False)
     log.info("provisioned %s in %.1fs", cfg.spec.name, time.monotonic() - start)
     # Template findings (e.g. an E1000 NIC on vSphere) travel with the run, so the report warns.
     run_writer.update_info(hypervisor=result.facts, warnings=[*run_writer.info.warnings, *result.findings])

@@ -103,11 +103,27 @@ class BoundedSafeLoader(yaml.SafeLoader):
         finally:
             self._depth -= 1
 
+    def construct_yaml_str(self, node: ScalarNode) -> str:  # type: ignore[override]
+        value = super().construct_yaml_str(node)
+        _refuse_surrogates(value, f"line {node.start_mark.line + 1}")
+        return value
+
     def get_single_node(self) -> Node | None:  # type: ignore[override]
         node = super().get_single_node()
         if node is not None:
             _check_expansion(node)
         return node
+
+
+def _refuse_surrogates(text: str, where: str) -> None:
+    # "\ud800" escapes decode to lone surrogates: not text, and every later write or encode fails.
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise _LimitError(f"a string with an invalid \\u escape (lone surrogate) at {where}") from None
+
+
+BoundedSafeLoader.add_constructor("tag:yaml.org,2002:str", BoundedSafeLoader.construct_yaml_str)
 
 
 def _check_expansion(root: Node) -> None:
@@ -204,6 +220,22 @@ def json_depth(text: str) -> int:
     return deepest
 
 
+_SURROGATE_ESCAPE_RE = re.compile(r"\\u[dD][89a-fA-F]")
+
+
+def _walk_strings(data: Any) -> None:
+    stack = [data]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            _refuse_surrogates(item, "a JSON string")
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+
+
 def parse_json(text: str | bytes, where: str, error: type[Exception] = InputError) -> Any:
     """json.loads within the depth bound; errors are one line starting with `where`."""
     if isinstance(text, bytes):
@@ -211,7 +243,12 @@ def parse_json(text: str | bytes, where: str, error: type[Exception] = InputErro
     if json_depth(text) > MAX_DEPTH:
         raise error(f"{where}: refused: JSON nested deeper than {MAX_DEPTH} levels; simplify the file")
     try:
-        return json.loads(text)
+        data = json.loads(text)
+        if _SURROGATE_ESCAPE_RE.search(text):
+            _walk_strings(data)
+        return data
+    except _LimitError as exc:
+        raise error(f"{where}: refused: {exc}; fix the value") from None
     except json.JSONDecodeError as exc:
         raise error(f"{where}: not valid JSON at line {exc.lineno}, column {exc.colno} ({exc.msg}); fix the syntax") from None
     except (ValueError, RecursionError) as exc:

@@ -9,6 +9,9 @@ from typing import Any
 from pydantic import ValidationError
 
 
+_SECRET_FIELD_RE = re.compile(r"(?i)(url|token|password|passwd|secret|auth|api_?key|credential)[^.]*$")
+
+
 def short(value: Any, limit: int = 60) -> str:
     text = " ".join(str(value).split())
     return text if len(text) <= limit else text[: limit - 1] + "…"
@@ -40,6 +43,10 @@ def one_line_error(exc: ValidationError) -> str:
         return msg  # a model validator that already names its own path
     bad = err.get("input")
     shown = "" if isinstance(bad, (dict, list)) or bad is None else f"{short(repr(bad))} "
+    if _SECRET_FIELD_RE.search(path):
+        # A URL or token field's value may be a secret (a webhook URL carries its token): never echoed.
+        shown = ""
+        msg = "this value is not allowed" if bad is not None and repr(bad)[1:-1] in msg else msg
     if shown and msg.startswith(short(repr(bad))):
         return f"{path}: {msg}"
     if not shown:

@@ -3,6 +3,7 @@ skipped file with a warning — never a traceback, never an unexpected exception
 
 from __future__ import annotations
 
+import base64
 import copy
 import itertools
 import json
@@ -322,6 +323,25 @@ def _session_cases(kubeconfigs: list[Path], results: Path) -> list[dict]:
         return json.loads((Path(d) / "out.json").read_text())
 
 
+def test_plugin_usage_errors_are_redacted_and_bounded(tmp_path):
+    """The plugin's usage errors go through the same redaction and length bound as the CLI's."""
+    common = ["suites/test_nodes.py", "--platform=kvm", "--results-dir", str(tmp_path / "r"), "-p", "no:cacheprovider", "-q"]
+    cases = [common + ["--label", f"https://hooks.example.com/x?token={CANARY_HOOK}"],
+             common + ["--run-id", "x" * 200_000],
+             common + ["--label", f"https://user:{CANARY_PULL}@registry.example.com/v2"]]
+    with tempfile.TemporaryDirectory() as d:
+        (Path(d) / "cases.json").write_text(json.dumps(cases))
+        subprocess.run([sys.executable, "-m", "tests.session_driver", str(Path(d) / "cases.json"), str(Path(d) / "out.json")],
+                       cwd=ROOT, check=True, timeout=600, capture_output=True)
+        outcomes = json.loads((Path(d) / "out.json").read_text())
+    for outcome in outcomes:
+        out = outcome["out"]
+        assert outcome["rc"] == 4 and "Traceback" not in out, out[-1000:]
+        assert CANARY_HOOK not in out and CANARY_PULL not in out, out
+        lines = [ln for ln in out.splitlines() if ln.strip()]
+        assert len(lines) <= 2 and all(len(ln) <= 320 for ln in lines), [ln[:100] for ln in lines]
+
+
 def test_kubeconfig_pytest_sessions(tmp_path):
     """Real `pytest suites/` sessions over hostile kubeconfigs (100 generated, every class): a usage
     error of one line naming the file, exit code 4, never INTERNALERROR or a traceback."""
@@ -349,3 +369,206 @@ def test_kubeconfig_pytest_sessions(tmp_path):
         lines = [ln for ln in out.splitlines() if ln.strip()]
         assert len(lines) <= 2 and all(len(ln) <= 400 for ln in lines), lines
         assert str(path) in out
+
+
+# ------------------------------------------------------------------ every file type through the real CLI
+# Each case writes one hostile file (every class above, canary secrets where secrets live), runs
+# okdbench.cli.main in-process with the output captured, and checks what a user would see: a
+# non-zero exit (unless the generated file happens to be valid), at most a few short lines, no
+# traceback, no canary secret — and an answer within a bound (SIGALRM), so a hang fails the case.
+
+CANARY_HOOK = "CanaryHookTok9c2e71"
+CANARY_PULL = "CanaryPullPw4d8b02"
+CANARY_KUBE = "sha256~CanaryKubeTok5a1f93"
+CANARY_SSH = "CanarySshKey7e3c55aaaaaaaaaaaaaaa"
+CANARIES = [CANARY_HOOK, CANARY_PULL, CANARY_KUBE, CANARY_SSH,
+            base64.b64encode(f"canary:{CANARY_PULL}".encode()).decode()]
+CASE_BOUND_S = 30  # generous on a loaded 2-core machine; a hang is minutes
+CLI_CASES = 150  # per file type; 7 file types
+
+PULL = {"auths": {"quay.io": {"auth": base64.b64encode(f"canary:{CANARY_PULL}".encode()).decode(), "email": "a@b.c"}}}
+RENDER_SPEC = {
+    "name": "okd1", "base_domain": "example.test", "platform": "kvm",
+    "network": {"machine_cidr": "198.18.0.0/24"},
+    "nodes": [{"role": "bootstrap", "count": 1, "vcpu": 4, "memory": "16GiB", "disk": "120GiB"},
+              {"role": "master", "count": 3, "vcpu": 4, "memory": "16GiB", "disk": "120GiB"}],
+    "ssh_public_key": "id.pub", "pull_secret": "pull-secret.json", "kvm": {"domain_type": "qemu"},
+}
+NIGHTLY_HOOK = dict(NIGHTLY, notify={"webhook_url": f"https://hooks.example.com/services/{CANARY_HOOK}?token={CANARY_HOOK}"})
+ACKS = [{"metric": "build.duration", "platform": "kvm", "date": "2026-01-01", "reason": "new storage"}]
+
+
+class _Hang(Exception):
+    pass
+
+
+def _alarm(signum, frame):
+    raise _Hang()
+
+
+def run_cli(argv: list[str]) -> tuple[int, str]:
+    """okdbench.cli.main in-process: (exit code, stdout + stderr). A case over CASE_BOUND_S is a hang."""
+    import contextlib
+    import io
+    import signal
+
+    from okdbench.cli import main
+
+    buf = io.StringIO()
+    old = signal.signal(signal.SIGALRM, _alarm)
+    signal.alarm(CASE_BOUND_S)
+    try:
+        with contextlib.redirect_stdout(buf), contextlib.redirect_stderr(buf):
+            try:
+                rc = main(argv)
+            except SystemExit as exc:  # argparse
+                rc = int(exc.code or 0)
+    except _Hang:
+        raise AssertionError(f"hang: {argv} did not answer within {CASE_BOUND_S}s") from None
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, old)
+    return rc, buf.getvalue()
+
+
+def assert_user_sees_one_line(rc: int, out: str, may_succeed: bool) -> None:
+    assert "Traceback" not in out and "INTERNALERROR" not in out, out[-3000:]
+    for c in CANARIES:
+        assert c not in out, f"canary secret printed: {out[-600:]}"
+    if rc == 0:
+        assert may_succeed, out[-2000:]
+        return
+    assert rc == 2, (rc, out[-2000:])
+    errors = [ln for ln in out.splitlines() if ln.strip() and not ln.startswith(("INFO ", "DEBUG ", "WARNING "))]
+    assert 1 <= len(errors) <= 3 and all(len(ln) <= 320 for ln in errors), errors
+
+
+def _hostile(base: dict, as_json: bool = False):
+    """hostile_text, plus the same document as JSON (with its own deep-nesting and number cases)."""
+    if not as_json:
+        return hostile_text(base)
+    return st.one_of(
+        hostile_text(base),
+        mutated(base).map(lambda d: json.dumps(d, default=str).encode()),
+        st.sampled_from([("[" * 20_000 + "]" * 20_000).encode(), b'{"auths": ' + b"9" * 5000 + b"}",
+                         b'{"auths": {"q": {"auth": 1e400}}}', json.dumps(PULL).encode()[:-3]]),
+    )
+
+
+_cli_tmp = tempfile.TemporaryDirectory(prefix="okdbench-prop-cli-")
+_cli_counter = itertools.count()
+
+
+def _case_dir() -> Path:
+    d = Path(_cli_tmp.name) / f"c{next(_cli_counter)}"
+    d.mkdir()
+    (d / "id.pub").write_text("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIEdgeCasesOnly ops@example.com\n")
+    (d / "pull-secret.json").write_text(json.dumps(PULL))
+    (d / "spec.yaml").write_text(yaml.safe_dump(RENDER_SPEC))
+    return d
+
+
+CLI_SETTINGS = settings(max_examples=CLI_CASES, deadline=None, suppress_health_check=list(HealthCheck),
+                        derandomize=True, database=None)
+
+
+@CLI_SETTINGS
+@given(hostile_text(RENDER_SPEC))
+def test_cli_render_hostile_spec(data):
+    d = _case_dir()
+    (d / "spec.yaml").write_bytes(data)
+    rc, out = run_cli(["render", "--spec", str(d / "spec.yaml"), "--out", str(d / "out")])
+    assert_user_sees_one_line(rc, out, may_succeed=True)
+
+
+@CLI_SETTINGS
+@given(_hostile(PULL, as_json=True))
+def test_cli_render_hostile_pull_secret(data):
+    d = _case_dir()
+    (d / "pull-secret.json").write_bytes(data)
+    rc, out = run_cli(["render", "--spec", str(d / "spec.yaml"), "--out", str(d / "out")])
+    assert_user_sees_one_line(rc, out, may_succeed=True)
+
+
+@CLI_SETTINGS
+@given(st.one_of(
+    st.binary(max_size=300),
+    st.sampled_from([b"ssh-ed25519 AAAA\xff\xfe key", b"-----BEGIN OPENSSH PRIVATE KEY-----\n" + CANARY_SSH.encode() + b"\n-----END OPENSSH PRIVATE KEY-----\n",
+                     b"ssh-ed25519 " + b"A" * (70 * 2**10), b"\xef\xbb\xbfssh-ed25519 AAAAC3Nz ok"]),
+    hostile_text({"key": "ssh-ed25519 AAAA"}),
+))
+def test_cli_render_hostile_ssh_key(data):
+    d = _case_dir()
+    (d / "id.pub").write_bytes(data)
+    rc, out = run_cli(["render", "--spec", str(d / "spec.yaml"), "--out", str(d / "out")])
+    assert_user_sees_one_line(rc, out, may_succeed=True)
+
+
+@CLI_SETTINGS
+@given(hostile_text(NIGHTLY_HOOK))
+def test_cli_nightly_hostile_config(data):
+    from plumbing.redact import forget_secrets
+
+    d = _case_dir()
+    (d / "nightly.yaml").write_bytes(data.replace(b"https://hooks", b"htps://hooks") if data.endswith(b"\n") and b"https://hooks" in data and len(data) % 3 == 0 else data)
+    rc, out = run_cli(["nightly", "--config", str(d / "nightly.yaml"), "--dry-run"])
+    forget_secrets()
+    assert_user_sees_one_line(rc, out, may_succeed=True)
+
+
+def _results_dir() -> Path:
+    root = Path(_cli_tmp.name) / "results"
+    if not root.exists():
+        for i, platform in enumerate(["vsphere", "kvm"]):
+            run = root / f"r{i}"
+            run.mkdir(parents=True)
+            (run / "run.json").write_text(json.dumps(dict(RUN_JSON, run_id=f"r{i}", platform=platform)))
+            (run / "samples.jsonl").write_text(json.dumps(dict(SAMPLE_LINE, run_id=f"r{i}", platform=platform)) + "\n")
+    return root
+
+
+RUN_JSON = {"run_id": "r1", "platform": "kvm", "cluster": "c", "started": "2026-01-01T01:00:00Z", "status": "complete"}
+SAMPLE_LINE = {"run_id": "r1", "platform": "kvm", "cluster": "c", "suite": "builds", "metric": "build.duration",
+               "value": 12.5, "unit": "s", "better": "lower", "repetition": 0, "timestamp": "2026-01-01T01:02:03Z", "labels": "{}"}
+
+
+@CLI_SETTINGS
+@given(hostile_text(COSTS))
+def test_cli_report_hostile_costs(data):
+    d = _case_dir()
+    (d / "costs.yaml").write_bytes(data)
+    rc, out = run_cli(["report", str(_results_dir()), "--costs", str(d / "costs.yaml"), "--format", "json",
+                       "--out", str(d / "r.json")])
+    assert_user_sees_one_line(rc, out, may_succeed=True)
+
+
+@CLI_SETTINGS
+@given(st.one_of(hostile_text({"acks": ACKS}).map(lambda b: b), st.lists(mutated(ACKS[0]), max_size=3).map(lambda a: yaml.safe_dump(a).encode())))
+def test_cli_report_hostile_acks(data):
+    d = _case_dir()
+    (d / "acks.yaml").write_bytes(data)
+    rc, out = run_cli(["report", str(_results_dir()), "--ack", str(d / "acks.yaml"), "--format", "json",
+                       "--out", str(d / "r.json")])
+    assert_user_sees_one_line(rc, out, may_succeed=True)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True, database=None)
+@given(run_json=_hostile(RUN_JSON, as_json=True), line=_hostile(SAMPLE_LINE, as_json=True))
+def test_cli_report_hostile_run_folder(run_json, line):
+    """A damaged run folder beside good ones: the report is written (exit 0), the damage is in
+    its warnings, and the good runs' samples are in it."""
+    d = _case_dir()
+    for platform in ("vsphere", "kvm"):
+        good = d / "res" / f"good-{platform}"
+        good.mkdir(parents=True)
+        (good / "run.json").write_text(json.dumps(dict(RUN_JSON, run_id=f"good-{platform}", platform=platform)))
+        (good / "samples.jsonl").write_text(json.dumps(dict(SAMPLE_LINE, platform=platform)) + "\n")
+    bad = d / "res" / "bad"
+    bad.mkdir()
+    (bad / "run.json").write_bytes(run_json)
+    (bad / "samples.jsonl").write_bytes(json.dumps(SAMPLE_LINE).encode() + b"\n" + line.replace(b"\n", b" ") + b"\n")
+    rc, out = run_cli(["report", str(d / "res"), "--baseline", "vsphere", "--candidate", "kvm", "--format", "json",
+                       "--out", str(d / "r.json")])
+    assert rc == 0 and "Traceback" not in out, out[-3000:]
+    report = (d / "r.json").read_text()
+    assert "build.duration" in report

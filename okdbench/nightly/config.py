@@ -13,6 +13,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from plumbing.errors import UserError
+from plumbing.redact import register_secret
 from plumbing.validation import one_line_error, read_yaml, short, yaml_path
 
 
@@ -111,11 +112,17 @@ class Notify(_Model):
 
     _v_durations = field_validator("timeout", "backoff", mode="before")(lambda v: parse_duration(v))
 
-    @field_validator("webhook_url")
+    @field_validator("webhook_url", mode="before")
     @classmethod
-    def _v_url(cls, v: str) -> str:
-        if not re.match(r"^https?://[^\s/]+", v):
-            raise ValueError(f"{short(v)!r} is not an http(s) URL; use e.g. https://hooks.example.com/okdbench")
+    def _v_url(cls, v: Any) -> Any:
+        # A webhook URL is a credential (Slack/Teams put the token in the path): masked wherever
+        # okdbench writes text from now on, and never echoed in an error.
+        if isinstance(v, str):
+            register_secret(v)
+            if not re.match(r"^https?://[^\s/]+", v):
+                scheme = v.split("://", 1)[0] if "://" in v else ""
+                hint = f" (scheme {short(scheme, 12)!r})" if scheme and len(scheme) <= 12 else ""
+                raise ValueError(f"not an http(s) URL{hint}; use e.g. https://hooks.example.com/okdbench")
         return v
 
     @field_validator("timeout")
