@@ -8,7 +8,7 @@ import logging
 import sys
 
 from okdbench import __version__
-from plumbing.errors import UserError
+from plumbing.errors import UserError, bounded_lines
 from plumbing.redact import error_line
 
 # Order is the order shown in --help.
@@ -72,6 +72,8 @@ def main(argv: list[str] | None = None) -> int:
         return int(args._run(args) or 0)
     except UserError as exc:
         print(error_line(f"okdbench {args.command}: error: {exc}"), file=sys.stderr)
+        for line in bounded_lines(exc.details):
+            print("  " + error_line(line), file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print(f"okdbench {args.command}: interrupted", file=sys.stderr)

@@ -21,7 +21,7 @@ from typing import Any, Callable
 import pytest
 
 from okdbench import __version__
-from plumbing.errors import UserError
+from plumbing.errors import UserError, bounded_lines
 from okdbench.paths import ROOT, SUITES_DIR
 from plumbing.redact import error_line, redact_text
 from results.schema import CriterionResult, NodeGroupInfo, RunInfo, Sample, iso, one_line, utcnow
@@ -188,7 +188,8 @@ def pytest_configure(config: pytest.Config) -> None:
         )
         writer = RunWriter(cfg.results_dir, info)
     except (UserError, ResultsWriteError) as exc:
-        raise pytest.UsageError(error_line(exc)) from None
+        details = [error_line(d) for d in bounded_lines(getattr(exc, "details", []))]
+        raise pytest.UsageError(error_line(exc), *details) from None
     config.stash[_config_key] = cfg
     config.stash[_writer_key] = writer
     if threading_main():

@@ -8,6 +8,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from plumbing.errors import MAX_ERRORS, bounded_lines  # noqa: F401 - re-exported for the models
+
 
 _SECRET_FIELD_RE = re.compile(r"(?i)(url|token|password|passwd|secret|auth|api_?key|credential)[^.]*$")
 
@@ -31,7 +33,15 @@ def yaml_path(loc: tuple[Any, ...]) -> str:
 
 
 def one_line_error(exc: ValidationError) -> str:
-    err = exc.errors(include_url=False)[0]
+    return error_lines(exc)[0]
+
+
+def error_lines(exc: ValidationError) -> list[str]:
+    """Every error pydantic found, one line each (the user fixes them all in one go)."""
+    return [_one(err) for err in exc.errors(include_url=False)]
+
+
+def _one(err: Any) -> str:
     path = yaml_path(err["loc"])
     msg = " ".join(str(err["msg"]).removeprefix("Value error, ").split())
     kind = err["type"]
