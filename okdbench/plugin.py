@@ -350,7 +350,7 @@ def infra(request: pytest.FixtureRequest, okdbench_config: SessionConfig, run_wr
     from provision.lifecycle import destroy_cluster, provision_cluster
 
     workdir = Path(os.environ.get("OKDBENCH_WORKDIR", ROOT / ".cache" / "work")) / f"{cfg.spec.name}-{cfg.run_id}"
-    workdir.mkdir(parents=True, exist_ok=True)
+    workdir.mkdir(parents=True, exist_ok=True, mode=0o700)  # install-config, ignition, auth/ are secrets
     start = time.monotonic()
     log.info("provisioning %s on %s (workdir %s)", cfg.spec.name, cfg.platform, workdir)
     try:
