@@ -245,8 +245,9 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     error = config.stash.get(_finish_error_key, None)
     if error:
         terminalreporter.write_line(f"okdbench: error: {error}", red=True)
+    failed = ", FAILED: every criterion errored" if writer.info.outcome == "failed" else ""
     terminalreporter.write_line(
-        f"okdbench: {writer.sample_count} samples, {writer.criterion_count} criteria -> {writer.dir} ({writer.info.status})"
+        f"okdbench: {writer.sample_count} samples, {writer.criterion_count} criteria -> {writer.dir} ({writer.info.status}{failed})"
     )
 
 

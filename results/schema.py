@@ -20,6 +20,16 @@ RunStatus = Literal["running", "complete", "incomplete", "aborted"]
 BETTER_VALUES = ("lower", "higher")
 CRITERION_STATUSES = ("passed", "failed", "skipped", "error")
 FINAL_RUN_STATUSES = ("complete", "incomplete", "aborted")
+RunOutcome = Literal["ok", "failed"]
+FAILED_RUN_WARNING = ("run failed: every criterion it checked ended in error (e.g. the cluster could not be reached); "
+                      "it measured nothing about the platform")
+
+
+def run_outcome(criteria: dict[str, int]) -> str:
+    """'failed' when at least one criterion errored and none passed or failed; else 'ok'."""
+    if criteria.get("error", 0) and not criteria.get("passed", 0) and not criteria.get("failed", 0):
+        return "failed"
+    return "ok"
 
 RUN_FILE = "run.json"
 SAMPLES_JSONL = "samples.jsonl"
@@ -120,6 +130,9 @@ class RunInfo:
     hypervisor_platform: str | None = None  # kvm | vsphere: what --label names
     insecure: bool = False
     warnings: list[str] = field(default_factory=list)
+    # None while running; "failed" when every criterion checked errored (the cluster was not reachable,
+    # say): status stays complete|incomplete|aborted (how the run ended), outcome says it measured nothing.
+    outcome: RunOutcome | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:

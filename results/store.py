@@ -28,6 +28,7 @@ from results.schema import (
     CRITERIA_JSONL,
     CRITERIA_PARQUET,
     CRITERIA_SCHEMA,
+    FAILED_RUN_WARNING,
     FINAL_RUN_STATUSES,
     RUN_FILE,
     SAMPLES_JSONL,
@@ -39,6 +40,7 @@ from results.schema import (
     check_row,
     iso,
     parquet_type_problem,
+    run_outcome,
     utcnow,
 )
 
@@ -115,6 +117,7 @@ class RunWriter:
         self._lock = threading.Lock()
         self.sample_count = 0
         self.criterion_count = 0
+        self.criterion_statuses: dict[str, int] = {}
         try:
             self.dir.mkdir(parents=True, exist_ok=False)
             write_run_info(self.dir, info)
@@ -144,6 +147,7 @@ class RunWriter:
         with self._lock:
             self._append(self._criteria, result.to_json())
             self.criterion_count += 1
+            self.criterion_statuses[result.status] = self.criterion_statuses.get(result.status, 0) + 1
 
     def update_info(self, **changes: Any) -> None:
         """Add metadata learnt during the run (versions, nodes, hypervisor facts)."""
@@ -173,6 +177,11 @@ class RunWriter:
                 status = "incomplete" if status == "complete" else status
             self.info.status = status  # type: ignore[assignment]
             self.info.finished = iso(utcnow())
+            self.info.outcome = run_outcome(self.criterion_statuses)  # type: ignore[assignment]
+            if self.info.outcome == "failed":
+                # Travels with the run: the report's warnings and the nightly summary show it.
+                self.info.warnings = [*self.info.warnings, FAILED_RUN_WARNING]
+                log.warning("run %s: %s", self.info.run_id, FAILED_RUN_WARNING)
             try:
                 write_run_info(self.dir, self.info)
             except OSError as exc:
@@ -317,7 +326,7 @@ _RUN_REQUIRED = {"run_id": str, "platform": str, "cluster": str, "started": str}
 _RUN_OPTIONAL = {
     "status": str, "finished": str, "okd_version": str, "kubernetes_version": str, "nodes": list, "hypervisor": dict,
     "suite_commit": str, "okdbench_version": str, "command_line": list, "hypervisor_platform": str, "insecure": bool,
-    "warnings": list,
+    "warnings": list, "outcome": str,
 }
 
 
