@@ -8,7 +8,8 @@ import logging
 import sys
 
 from okdbench import __version__
-from plumbing.errors import UserError
+from plumbing.errors import UserError, bounded_lines
+from plumbing.redact import error_line
 
 # Order is the order shown in --help.
 COMMANDS = ["doctor", "render", "provision", "destroy", "run", "audit", "report", "nightly", "demo"]
@@ -24,7 +25,7 @@ class _Parser(argparse.ArgumentParser):
     """argparse, but a usage error is one line (naming the fix), not usage text plus error."""
 
     def error(self, message: str) -> None:  # type: ignore[override]
-        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+        self.exit(2, error_line(f"{self.prog}: error: {message} (see {self.prog} --help)") + "\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -70,7 +71,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args._run(args) or 0)
     except UserError as exc:
-        print(f"okdbench {args.command}: error: {exc}", file=sys.stderr)
+        print(error_line(f"okdbench {args.command}: error: {exc}"), file=sys.stderr)
+        for line in bounded_lines(exc.details):
+            print("  " + error_line(line), file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print(f"okdbench {args.command}: interrupted", file=sys.stderr)

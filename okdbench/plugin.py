@@ -21,9 +21,9 @@ from typing import Any, Callable
 import pytest
 
 from okdbench import __version__
-from plumbing.errors import UserError
+from plumbing.errors import UserError, bounded_lines
 from okdbench.paths import ROOT, SUITES_DIR
-from plumbing.redact import redact_text
+from plumbing.redact import error_line, redact_text
 from results.schema import CriterionResult, NodeGroupInfo, RunInfo, Sample, iso, one_line, utcnow
 from results.store import ResultsWriteError, RunWriter, new_run_id
 
@@ -188,7 +188,8 @@ def pytest_configure(config: pytest.Config) -> None:
         )
         writer = RunWriter(cfg.results_dir, info)
     except (UserError, ResultsWriteError) as exc:
-        raise pytest.UsageError(str(exc)) from None
+        details = [error_line(d) for d in bounded_lines(getattr(exc, "details", []))]
+        raise pytest.UsageError(error_line(exc), *details) from None
     config.stash[_config_key] = cfg
     config.stash[_writer_key] = writer
     if threading_main():
@@ -203,7 +204,7 @@ def _write(config: pytest.Config, write: Callable[[Any], None], record: Any) -> 
     try:
         write(record)
     except ResultsWriteError as exc:
-        pytest.exit(f"okdbench: {exc}", returncode=pytest.ExitCode.INTERNAL_ERROR)
+        pytest.exit(error_line(f"okdbench: {exc}"), returncode=pytest.ExitCode.INTERNAL_ERROR)
 
 
 def threading_main() -> bool:
@@ -244,8 +245,9 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     error = config.stash.get(_finish_error_key, None)
     if error:
         terminalreporter.write_line(f"okdbench: error: {error}", red=True)
+    failed = ", FAILED: every criterion errored" if writer.info.outcome == "failed" else ""
     terminalreporter.write_line(
-        f"okdbench: {writer.sample_count} samples, {writer.criterion_count} criteria -> {writer.dir} ({writer.info.status})"
+        f"okdbench: {writer.sample_count} samples, {writer.criterion_count} criteria -> {writer.dir} ({writer.info.status}{failed})"
     )
 
 
@@ -349,13 +351,13 @@ def infra(request: pytest.FixtureRequest, okdbench_config: SessionConfig, run_wr
     from provision.lifecycle import destroy_cluster, provision_cluster
 
     workdir = Path(os.environ.get("OKDBENCH_WORKDIR", ROOT / ".cache" / "work")) / f"{cfg.spec.name}-{cfg.run_id}"
-    workdir.mkdir(parents=True, exist_ok=True)
+    workdir.mkdir(parents=True, exist_ok=True, mode=0o700)  # install-config, ignition, auth/ are secrets
     start = time.monotonic()
     log.info("provisioning %s on %s (workdir %s)", cfg.spec.name, cfg.platform, workdir)
     try:
         result = provision_cluster(cfg.spec, workdir, insecure=cfg.insecure)
     except UserError as exc:
-        pytest.fail(f"provisioning failed: {exc}", pytrace=False)
+        pytest.fail(error_line(f"provisioning failed: {exc}"), pytrace=False)
     log.info("provisioned %s in %.1fs", cfg.spec.name, time.monotonic() - start)
     # Template findings (e.g. an E1000 NIC on vSphere) travel with the run, so the report warns.
     run_writer.update_info(hypervisor=result.facts, warnings=[*run_writer.info.warnings, *result.findings])

@@ -24,7 +24,6 @@ import threading
 from pathlib import Path
 from typing import Any, Iterable
 
-import yaml
 
 MASK = "***REDACTED***"
 
@@ -52,6 +51,8 @@ _KUBE_FIELD_RE = re.compile(
 )
 # userinfo in URLs: https://user:pass@host
 _URL_CRED_RE = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://[^/\s:@]+:)([^@\s/]+)(@)")
+# query strings of URLs (any scheme, typos included): ?token=..., ?sig=..., ?X-Amz-Signature=...
+_URL_QUERY_RE = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://[^\s?#\"'<>]*\?)([^\s#\"'<>]+)")
 
 
 def register_secret(value: Any) -> None:
@@ -68,7 +69,7 @@ def register_secret(value: Any) -> None:
         return
     forms = {text}
     # A secret also travels base64-encoded (kubeconfig *-data, pull-secret auths) and JSON-escaped.
-    forms.add(base64.b64encode(text.encode()).decode())
+    forms.add(base64.b64encode(text.encode("utf-8", "surrogatepass")).decode())
     forms.add(json.dumps(text)[1:-1])
     for line in text.splitlines():
         # Multi-line secrets (keys) leak line by line in logs too.
@@ -102,9 +103,21 @@ def redact_text(text: Any) -> str:
     s = _PEM_RE.sub(MASK, s)
     s = _BEARER_RE.sub(lambda m: m.group(1) + MASK, s)
     s = _URL_CRED_RE.sub(lambda m: m.group(1) + MASK + m.group(3), s)
+    s = _URL_QUERY_RE.sub(lambda m: m.group(1) + MASK, s)
     s = _KUBE_FIELD_RE.sub(lambda m: m.group(1) + _keep_quotes(m.group(2)), s)
     s = _ASSIGN_RE.sub(lambda m: m.group(1) + _keep_quotes(m.group(2)), s)
     return s
+
+
+# An error line is read in a terminal or a log: long enough for a path, a field and the fix,
+# short enough that a 200,000-character value is not echoed whole.
+MAX_ERROR_LINE = 300
+
+
+def error_line(message: Any, limit: int = MAX_ERROR_LINE) -> str:
+    """What okdbench prints for an error: one line, secrets masked, at most `limit` characters."""
+    line = " ".join(redact_text(message).split())
+    return line if len(line) <= limit else line[: limit - 1] + "…"
 
 
 def _keep_quotes(value: str) -> str:
@@ -154,21 +167,29 @@ def register_file_secrets(path: str | Path | None) -> None:
     """Register the secret content of a file: pull secret, kubeconfig, SSH private key, credentials."""
     if not path:
         return
+    from plumbing.safe_load import MAX_DOC_BYTES
+
     p = Path(path).expanduser()
     try:
-        text = p.read_text(errors="replace")
+        with open(p, "rb") as fh:
+            data = fh.read(MAX_DOC_BYTES + 1)
     except OSError:
         return
-    register_text_secrets(text)
+    if len(data) > MAX_DOC_BYTES:
+        return  # the reader refuses the file anyway: its content never gets used or echoed
+    register_text_secrets(data.decode("utf-8", "replace"))
 
 
 def register_text_secrets(text: str) -> None:
     """Find and register the secret values inside a document okdbench reads."""
     for m in _PEM_RE.finditer(text):
         register_secret(m.group(0))
+    from plumbing.safe_load import InputError, parse_yaml
+
     try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError:
+        # Bounded: an alias bomb would make the walk below exponential (and never finish).
+        data = parse_yaml(text, "secrets")
+    except InputError:
         data = None
     if isinstance(data, dict):
         _register_doc(data)

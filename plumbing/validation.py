@@ -8,6 +8,11 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from plumbing.errors import MAX_ERRORS, bounded_lines  # noqa: F401 - re-exported for the models
+
+
+_SECRET_FIELD_RE = re.compile(r"(?i)(url|token|password|passwd|secret|auth|api_?key|credential)[^.]*$")
+
 
 def short(value: Any, limit: int = 60) -> str:
     text = " ".join(str(value).split())
@@ -28,7 +33,15 @@ def yaml_path(loc: tuple[Any, ...]) -> str:
 
 
 def one_line_error(exc: ValidationError) -> str:
-    err = exc.errors(include_url=False)[0]
+    return error_lines(exc)[0]
+
+
+def error_lines(exc: ValidationError) -> list[str]:
+    """Every error pydantic found, one line each (the user fixes them all in one go)."""
+    return [_one(err) for err in exc.errors(include_url=False)]
+
+
+def _one(err: Any) -> str:
     path = yaml_path(err["loc"])
     msg = " ".join(str(err["msg"]).removeprefix("Value error, ").split())
     kind = err["type"]
@@ -40,6 +53,10 @@ def one_line_error(exc: ValidationError) -> str:
         return msg  # a model validator that already names its own path
     bad = err.get("input")
     shown = "" if isinstance(bad, (dict, list)) or bad is None else f"{short(repr(bad))} "
+    if _SECRET_FIELD_RE.search(path):
+        # A URL or token field's value may be a secret (a webhook URL carries its token): never echoed.
+        shown = ""
+        msg = "this value is not allowed" if bad is not None and repr(bad)[1:-1] in msg else msg
     if shown and msg.startswith(short(repr(bad))):
         return f"{path}: {msg}"
     if not shown:
@@ -51,27 +68,8 @@ def read_yaml(path: Path | str, flag: str, what: str, error: type[Exception] | N
     """Parse a YAML file the user named with `flag`; every failure is one line naming the file and the fix.
 
     what: how to describe the expected file in the fix ("a cluster spec YAML (see examples/)").
+    Bounded (size, UTF-8, depth, aliases): see plumbing.safe_load.
     """
-    import yaml
+    from plumbing.safe_load import InputError, read_yaml_file
 
-    from plumbing.errors import UserError
-
-    err = error or UserError
-    path = Path(path)
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
-        raise err(f"{flag}: {path} does not exist; pass the path of {what}") from None
-    except IsADirectoryError:
-        raise err(f"{flag}: {path} is a directory; pass the path of {what}") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = getattr(exc, "strerror", None) or "not UTF-8 text"
-        raise err(f"{flag}: cannot read {path}: {reason}") from None
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise err(f"{flag} {path}: not valid YAML{where}; fix the syntax") from None
-    except (ValueError, RecursionError) as exc:
-        raise err(f"{flag} {path}: not valid YAML ({short(exc)}); fix the syntax") from None
+    return read_yaml_file(path, flag, what, error or InputError)

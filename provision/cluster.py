@@ -6,8 +6,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from plumbing.errors import UserError
 from provision.spec import ClusterSpec
 
@@ -25,14 +23,9 @@ class Cluster:
 
 def cluster_name_from_kubeconfig(path: Path) -> str:
     """OKD API URLs are https://api.<name>.<base domain>:6443; fall back to the context's cluster entry."""
-    try:
-        cfg = yaml.safe_load(path.read_text()) or {}
-    except FileNotFoundError:
-        raise UserError(f"--kubeconfig: {path} does not exist; pass the kubeconfig of the cluster to test") from None
-    except (OSError, yaml.YAMLError) as exc:
-        raise UserError(f"--kubeconfig: {path} is not a readable kubeconfig ({type(exc).__name__}); check the file") from None
-    if not isinstance(cfg, dict):
-        raise UserError(f"--kubeconfig: {path} is not a kubeconfig (expected a YAML mapping)")
+    from plumbing.kubeconfig import read_kubeconfig
+
+    cfg = read_kubeconfig(path)  # bounded, shape-checked: one line naming the file and key, or the dict
     current = cfg.get("current-context")
     contexts = {c.get("name"): c.get("context", {}) for c in cfg.get("contexts") or [] if isinstance(c, dict)}
     cluster_ref = (contexts.get(current) or {}).get("cluster")

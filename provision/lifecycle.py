@@ -21,14 +21,15 @@ def provision_cluster(spec: ClusterSpec, workdir: Path, *, insecure: bool = Fals
     if spec.okd.guest == "testguest":
         return platform.provision(spec, workdir, insecure=insecure)
     okd.create_ignition_configs(spec, workdir, regenerate=regenerate_ignition)
-    result = platform.provision(spec, workdir, insecure=insecure)
-    log.info("VMs up in %.1f s; driving the OKD install", result.timings.get("provision.vms.duration", 0.0))
     try:
+        result = platform.provision(spec, workdir, insecure=insecure)
+        log.info("VMs up in %.1f s; driving the OKD install", result.timings.get("provision.vms.duration", 0.0))
         return okd.complete_install(spec, platform, workdir, result, insecure=insecure)
     except BaseException:
-        # The VMs stay for post-mortem (serial logs, must-gather); say how to remove them.
+        # The VMs stay for post-mortem (serial logs, must-gather); say how to remove them, and what secret files stay.
         log.error("install failed; VMs of %s are kept for inspection: `okdbench destroy --spec %s` removes them",
                   spec.name, spec.source or "SPEC")
+        okd.report_leftovers(workdir)
         raise
 
 

@@ -10,13 +10,14 @@ import hashlib
 import itertools
 import ipaddress
 import re
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from plumbing.errors import UserError
-from plumbing.validation import one_line_error, read_yaml
+from plumbing.validation import bounded_lines, error_lines, read_yaml, short
 
 Role = Literal["bootstrap", "master", "worker"]
 
@@ -32,13 +33,19 @@ class SpecError(UserError):
     """A cluster spec is invalid. str() is one line: path, value, what is allowed."""
 
 
+# Bounds on node sizes: beyond what libvirt or vCenter would ever give one VM (vSphere 8: 24 TiB
+# of memory, 62 TiB per disk) is a typo, and refused with the bound named.
+SIZE_BOUNDS = {"memory": (2**20, 24 * 2**40, "1MiB", "24TiB"), "disk": (2**20, 64 * 2**40, "1MiB", "64TiB")}
+
+
 def parse_size(value: Any) -> int:
     """'16GiB' -> bytes. Bare numbers are refused: '16' is ambiguous (GB? GiB? MiB?)."""
-    if isinstance(value, str):
+    if isinstance(value, str) and len(value) <= 40:
         m = _SIZE_RE.match(value)
         if m:
-            return int(float(m.group(1)) * _UNITS[m.group(2).lower()])
-    raise ValueError(f"{value!r} is not a size; use e.g. 16GiB")
+            # Decimal, not float: '1e400GiB'-sized inputs must not overflow before the bound check.
+            return int(Decimal(m.group(1)) * _UNITS[m.group(2).lower()])
+    raise ValueError(f"{short(value, 40)!r} is not a size; use e.g. 16GiB")
 
 
 class _Model(BaseModel):
@@ -49,8 +56,12 @@ class Size(int):
     """Bytes; parsed from '16GiB'."""
 
 
-def _size(v: Any) -> int:
-    return parse_size(v)
+def _size(v: Any, info: ValidationInfo) -> int:
+    size = parse_size(v)
+    low, high, low_text, high_text = SIZE_BOUNDS[info.field_name]
+    if not low <= size <= high:
+        raise ValueError(f"{short(v, 40)!r} is out of range; use between {low_text} and {high_text}")
+    return size
 
 
 class NodeGroup(_Model):
@@ -140,7 +151,7 @@ class KvmPlatform(_Model):
     domain_type: Literal["auto", "kvm", "qemu"] = "auto"
     network: KvmNetwork = KvmNetwork()
     tuning: KvmTuning = KvmTuning()
-    ignition_max_age_hours: float = Field(24, gt=0)
+    ignition_max_age_hours: float = Field(24, gt=0, le=8760)  # at most a year
 
 
 class VsphereCredentials(_Model):
@@ -158,7 +169,7 @@ class VsphereCredentials(_Model):
 
 class VspherePlatform(_Model):
     host: str
-    port: int = 443
+    port: int = Field(443, ge=1, le=65535)
     datacenter: str
     cluster: str
     datastore: str
@@ -312,7 +323,10 @@ def parse_spec(data: Any, source: Path | None = None) -> ClusterSpec:
     try:
         spec = ClusterSpec.model_validate(data)
     except ValidationError as exc:
-        raise SpecError(where + one_line_error(exc)) from None
+        raise _spec_errors(where, error_lines(exc)) from None
+    problems = semantic_problems(spec)
+    if problems:
+        raise _spec_errors(where, problems)
     base = source.parent if source else Path.cwd()
     resolved = {}
     for key in ("ssh_public_key", "pull_secret"):
@@ -326,3 +340,48 @@ def parse_spec(data: Any, source: Path | None = None) -> ClusterSpec:
         if boot:
             resolved["kvm"] = spec.kvm.model_copy(update=boot)
     return spec.model_copy(update={**resolved, "source": source})
+
+
+# ------------------------------------------------------------------ what would be refused later
+# Checks on a spec whose fields are each valid, for what libvirt, vCenter or OKD would refuse
+# (or silently break on) only at provision time. All problems are reported at once.
+
+
+def _spec_errors(where: str, lines: list[str]) -> SpecError:
+    if len(lines) == 1:
+        return SpecError(where + lines[0])
+    return SpecError(f"{where}{len(lines)} problems; fix each:", details=bounded_lines(lines))
+
+
+def semantic_problems(spec: ClusterSpec) -> list[str]:
+    """One line per problem, naming the field: [] when the spec would provision."""
+    problems: list[str] = []
+    net = spec.network
+    cidr = net.machine_cidr
+    kvm = spec.kvm if spec.platform == "kvm" else None
+    if kvm is not None and kvm.network.mode == "nat" and cidr.is_global:
+        problems.append(f"network.machine_cidr: {cidr} is a public network, but kvm.network.mode is nat (the host would "
+                        "masquerade it and hide those addresses); use a private range such as 198.18.0.0/24, or mode route/bridge")
+    if kvm is not None and kvm.tuning.cpu_mode == "custom" and not kvm.tuning.cpu_model:
+        problems.append("kvm.tuning.cpu_model: required when cpu_mode is custom; name a libvirt CPU model "
+                        "(e.g. Skylake-Server-v4), or use cpu_mode host-passthrough")
+    first_host = next(iter(cidr.hosts()), cidr.network_address)
+    host = net.gateway or first_host
+    reserved = {host: "the host/gateway address" if net.gateway is None else "network.gateway"}
+    for name in ("lb_address", "api_vip", "ingress_vip"):
+        ip = getattr(net, name)
+        if ip is not None:
+            reserved.setdefault(ip, f"network.{name}")
+    for i, group in enumerate(spec.nodes):
+        if group.mac_prefix and int(group.mac_prefix.split(":")[0], 16) & 1:
+            problems.append(f"nodes[{i}].mac_prefix: {group.mac_prefix} is a multicast prefix (first octet odd), which "
+                            "libvirt and vCenter refuse for a NIC; use a unicast prefix such as 52:54:00 or 02")
+        for j, ip in enumerate((group.ips or [])[: group.count]):
+            where = f"nodes[{i}].ips[{j}]"
+            if ip not in cidr:
+                problems.append(f"{where}: {ip} is outside network.machine_cidr {cidr}; pick an address inside it")
+            elif ip in (cidr.network_address, cidr.broadcast_address) and cidr.prefixlen < 31:
+                problems.append(f"{where}: {ip} is the network or broadcast address of {cidr}; pick a host address")
+            elif ip in reserved:
+                problems.append(f"{where}: {ip} is {reserved[ip]}; give the node its own address")
+    return problems

@@ -7,12 +7,13 @@ misspelt `licence_per_core_per_yaer` silently costing zero is worse than stoppin
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
 
 from plumbing.errors import UserError
-from plumbing.validation import read_yaml
+from plumbing.validation import read_yaml, short
 from reports.model import CostLine, CostTable
 
 # key -> (line label, is it per year?)
@@ -28,6 +29,9 @@ PLATFORM_FIELDS: dict[str, str] = {
     "other_per_year": "any other yearly cost (training, tooling)",
 }
 TOP_FIELDS = {"currency", "years", "platforms", "example", "note"}
+# Upper bounds: beyond them a figure is a typo (or .inf), and the totals would be meaningless.
+COUNT_BOUNDS = {"hosts": 100_000, "cores_per_host": 4_096, "admin_fte": 10_000}
+MAX_AMOUNT = 1e12  # any money figure: a trillion in the report's currency
 
 
 def parse_costs(data: Any, source: str = "costs") -> CostTable:
@@ -35,7 +39,7 @@ def parse_costs(data: Any, source: str = "costs") -> CostTable:
         raise UserError(f"{source}: expected a mapping with currency, years and platforms (see examples/costs.yaml)")
     unknown = set(data) - TOP_FIELDS
     if unknown:
-        raise UserError(f"{source}: unknown key {sorted(unknown)[0]!r}; allowed: {', '.join(sorted(TOP_FIELDS))}")
+        raise UserError(f"{source}: unknown key {short(repr(sorted(map(str, unknown))[0]))}; allowed: {', '.join(sorted(TOP_FIELDS))}")
     currency = data.get("currency", "")
     if not isinstance(currency, str) or not currency:
         raise UserError(f"{source}: 'currency' is missing; e.g. currency: EUR")
@@ -49,17 +53,22 @@ def parse_costs(data: Any, source: str = "costs") -> CostTable:
     names = [str(p) for p in platforms]
     figures: dict[str, dict[str, float]] = {}
     for name, fields in platforms.items():
-        where = f"{source}: platforms.{name}"
+        where = f"{source}: platforms.{short(name, 40)}"
         if not isinstance(fields, dict):
             raise UserError(f"{where}: expected a mapping of cost figures ({', '.join(PLATFORM_FIELDS)})")
         bad = set(fields) - set(PLATFORM_FIELDS)
         if bad:
-            raise UserError(f"{where}: unknown key {sorted(bad)[0]!r}; allowed: {', '.join(PLATFORM_FIELDS)}")
+            raise UserError(f"{where}: unknown key {short(repr(sorted(map(str, bad))[0]))}; allowed: {', '.join(PLATFORM_FIELDS)}")
         vals: dict[str, float] = {}
         for key in PLATFORM_FIELDS:
             v = fields.get(key, 0)
-            if not isinstance(v, (int, float)) or isinstance(v, bool) or v < 0:
-                raise UserError(f"{where}.{key}: {v!r} is not a non-negative number ({PLATFORM_FIELDS[key]})")
+            if not isinstance(v, (int, float)) or isinstance(v, bool):
+                raise UserError(f"{where}.{key}: {short(repr(v))} is not a number ({PLATFORM_FIELDS[key]})")
+            high = COUNT_BOUNDS.get(key, MAX_AMOUNT)
+            # Compared before float(): a 400-digit integer would overflow float() itself.
+            if not (isinstance(v, int) or math.isfinite(v)) or not 0 <= v <= high:
+                raise UserError(f"{where}.{key}: {short(repr(v))} is out of range; use a number between 0 and {high:,.0f} "
+                                f"({PLATFORM_FIELDS[key]})")
             vals[key] = float(v)
         figures[str(name)] = vals
 

@@ -20,6 +20,16 @@ RunStatus = Literal["running", "complete", "incomplete", "aborted"]
 BETTER_VALUES = ("lower", "higher")
 CRITERION_STATUSES = ("passed", "failed", "skipped", "error")
 FINAL_RUN_STATUSES = ("complete", "incomplete", "aborted")
+RunOutcome = Literal["ok", "failed"]
+FAILED_RUN_WARNING = ("run failed: every criterion it checked ended in error (e.g. the cluster could not be reached); "
+                      "it measured nothing about the platform")
+
+
+def run_outcome(criteria: dict[str, int]) -> str:
+    """'failed' when at least one criterion errored and none passed or failed; else 'ok'."""
+    if criteria.get("error", 0) and not criteria.get("passed", 0) and not criteria.get("failed", 0):
+        return "failed"
+    return "ok"
 
 RUN_FILE = "run.json"
 SAMPLES_JSONL = "samples.jsonl"
@@ -120,6 +130,9 @@ class RunInfo:
     hypervisor_platform: str | None = None  # kvm | vsphere: what --label names
     insecure: bool = False
     warnings: list[str] = field(default_factory=list)
+    # None while running; "failed" when every criterion checked errored (the cluster was not reachable,
+    # say): status stays complete|incomplete|aborted (how the run ended), outcome says it measured nothing.
+    outcome: RunOutcome | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
@@ -175,3 +188,104 @@ CRITERIA_SCHEMA = pa.schema(
 
 SAMPLE_COLUMNS = SAMPLES_SCHEMA.names
 CRITERION_COLUMNS = CRITERIA_SCHEMA.names
+
+
+# ---------------------------------------------------------------- checking what a reader is given
+# A results folder may come from another team, another version, or a hand edit. Each JSONL line and
+# each Parquet file's column types are checked against the contract; what does not fit is skipped
+# with a warning, and every line that does fit is kept.
+
+MAX_ABS_VALUE = 1e300  # beyond this a value is not a measurement (and a 400-digit int overflows float)
+MAX_REPETITION = 2**31 - 1
+_IDENTITY = ("run_id", "platform", "cluster")  # missing or null: taken from run.json
+
+
+def _number_problem(value: Any) -> str | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return f"is {_kind(value)}, not a number"
+    if isinstance(value, int):
+        return None if abs(value) <= MAX_ABS_VALUE else f"is out of range (at most {MAX_ABS_VALUE:g} in magnitude)"
+    if math.isnan(value):
+        return None  # a measurement that could not be made; readers treat it as missing, as before
+    if not math.isfinite(value) or abs(value) > MAX_ABS_VALUE:
+        return f"is {value!r}, not a finite number"
+    return None
+
+
+def _kind(value: Any) -> str:
+    if value is None:
+        return "null"
+    name = {dict: "an object", list: "an array", str: "a string", bool: "a boolean"}.get(type(value))
+    return name or ("a number" if isinstance(value, (int, float)) else f"a {type(value).__name__}")
+
+
+def check_row(row: dict[str, Any], kind: str, run: dict[str, Any]) -> tuple[dict[str, Any] | None, str]:
+    """(the row made conformant, "") or (None, "field: why") for one samples/criteria JSONL line.
+
+    kind: "samples" or "criteria". run: run.json's identity fields, filling missing ones.
+    """
+    row = dict(row)
+    for key in _IDENTITY:
+        if key in run and row.get(key) is None and (kind == "samples" or key != "cluster"):
+            row[key] = run[key]
+    strings = ("run_id", "platform", "cluster", "suite", "metric", "unit", "better") if kind == "samples" \
+        else ("run_id", "platform", "criterion", "status", "detail")
+    for key in strings:
+        value = row.get(key)
+        if value is not None and not isinstance(value, str):
+            return None, f"{key} is {_kind(value)}, not a string"
+    if kind == "samples":
+        if not row.get("metric"):
+            return None, "metric is missing"
+        problem = _number_problem(row.get("value"))
+        if problem:
+            return None, f"value {problem}"
+        row["value"] = float(row["value"])
+        if row.get("better") not in (None, *BETTER_VALUES):
+            return None, f"better is {one_line(repr(row['better']), 40)}, not lower or higher"
+        rep = row.get("repetition")
+        if rep is not None and (isinstance(rep, bool) or not isinstance(rep, int) or not 0 <= rep <= MAX_REPETITION):
+            return None, f"repetition is {one_line(repr(rep), 40)}, not a whole number from 0"
+        ts = row.get("timestamp")
+        if ts is not None and not isinstance(ts, str):
+            return None, f"timestamp is {_kind(ts)}, not an ISO 8601 string"
+        labels = row.get("labels")
+        if labels is not None and not isinstance(labels, (str, dict)):
+            return None, f"labels is {_kind(labels)}, not an object"
+    else:
+        if not row.get("criterion"):
+            return None, "criterion is missing"
+        if row.get("status") not in CRITERION_STATUSES:
+            return None, f"status is {one_line(repr(row.get('status')), 40)}, not one of {', '.join(CRITERION_STATUSES)}"
+        duration = row.get("duration_s")
+        if duration is not None:
+            problem = _number_problem(duration)
+            if problem:
+                return None, f"duration_s {problem}"
+            row["duration_s"] = float(duration)
+    return row, ""
+
+
+def _compatible(actual: pa.DataType, expected: pa.DataType) -> bool:
+    if pa.types.is_dictionary(actual):
+        actual = actual.value_type
+    if actual == pa.null():
+        return True  # an all-null column reads as the expected type's nulls
+    if pa.types.is_string(expected):
+        return pa.types.is_string(actual) or pa.types.is_large_string(actual)
+    if pa.types.is_floating(expected):
+        return pa.types.is_floating(actual) or pa.types.is_integer(actual)
+    if pa.types.is_integer(expected):
+        return pa.types.is_integer(actual)
+    if pa.types.is_timestamp(expected):
+        return pa.types.is_timestamp(actual)
+    return actual == expected
+
+
+def parquet_type_problem(actual: pa.Schema, expected: pa.Schema) -> str | None:
+    """Why a Parquet file's columns do not fit the contract (e.g. "value is string, not double"), or None."""
+    for f in expected:
+        i = actual.get_field_index(f.name)
+        if i >= 0 and not _compatible(actual.field(i).type, f.type):
+            return f"column {f.name} is {actual.field(i).type}, not {f.type}"
+    return None

@@ -23,10 +23,12 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from plumbing.safe_load import MAX_LINE_BYTES, parse_json, read_json_file
 from results.schema import (
     CRITERIA_JSONL,
     CRITERIA_PARQUET,
     CRITERIA_SCHEMA,
+    FAILED_RUN_WARNING,
     FINAL_RUN_STATUSES,
     RUN_FILE,
     SAMPLES_JSONL,
@@ -35,7 +37,10 @@ from results.schema import (
     CriterionResult,
     RunInfo,
     Sample,
+    check_row,
     iso,
+    parquet_type_problem,
+    run_outcome,
     utcnow,
 )
 
@@ -112,6 +117,7 @@ class RunWriter:
         self._lock = threading.Lock()
         self.sample_count = 0
         self.criterion_count = 0
+        self.criterion_statuses: dict[str, int] = {}
         try:
             self.dir.mkdir(parents=True, exist_ok=False)
             write_run_info(self.dir, info)
@@ -141,6 +147,7 @@ class RunWriter:
         with self._lock:
             self._append(self._criteria, result.to_json())
             self.criterion_count += 1
+            self.criterion_statuses[result.status] = self.criterion_statuses.get(result.status, 0) + 1
 
     def update_info(self, **changes: Any) -> None:
         """Add metadata learnt during the run (versions, nodes, hypervisor facts)."""
@@ -170,6 +177,11 @@ class RunWriter:
                 status = "incomplete" if status == "complete" else status
             self.info.status = status  # type: ignore[assignment]
             self.info.finished = iso(utcnow())
+            self.info.outcome = run_outcome(self.criterion_statuses)  # type: ignore[assignment]
+            if self.info.outcome == "failed":
+                # Travels with the run: the report's warnings and the nightly summary show it.
+                self.info.warnings = [*self.info.warnings, FAILED_RUN_WARNING]
+                log.warning("run %s: %s", self.info.run_id, FAILED_RUN_WARNING)
             try:
                 write_run_info(self.dir, self.info)
             except OSError as exc:
@@ -180,8 +192,8 @@ class RunWriter:
 
 
 def compact(run_dir: Path) -> None:
-    samples, _ = _read_jsonl(run_dir / SAMPLES_JSONL)
-    criteria, _ = _read_jsonl(run_dir / CRITERIA_JSONL)
+    samples, _ = _read_jsonl(run_dir / SAMPLES_JSONL, "samples")
+    criteria, _ = _read_jsonl(run_dir / CRITERIA_JSONL, "criteria")
     for rows, schema, name in ((samples, SAMPLES_SCHEMA, SAMPLES_PARQUET), (criteria, CRITERIA_SCHEMA, CRITERIA_PARQUET)):
         table = _table_from_rows(rows, schema)
         sink = pa.BufferOutputStream()
@@ -192,7 +204,10 @@ def compact(run_dir: Path) -> None:
 # ---------------------------------------------------------------- reading
 
 
-def _read_jsonl(path: Path) -> tuple[list[dict[str, Any]], list[str]]:
+def _read_jsonl(path: Path, kind: str = "", run: dict[str, Any] | None = None) -> tuple[list[dict[str, Any]], list[str]]:
+    """The valid rows of a JSONL file, and one warning per problem kind (not per line: a file
+    of 10,000 bad lines gives a short report). kind "samples"/"criteria" checks each row against
+    the contract (results.schema.check_row); a bad line is skipped, never the file."""
     rows: list[dict[str, Any]] = []
     warnings: list[str] = []
     if not path.exists():
@@ -200,18 +215,34 @@ def _read_jsonl(path: Path) -> tuple[list[dict[str, Any]], list[str]]:
     with open(path, "rb") as fh:
         lines = fh.read().split(b"\n")
     last = len(lines) - 1
+    invalid: list[str] = []
     for i, raw in enumerate(lines):
         if not raw.strip():
             continue
         try:
-            obj = json.loads(raw)
+            # Bounded: a 1 MiB line cap and a depth cap (20,000 nested brackets would raise RecursionError).
+            if len(raw) > MAX_LINE_BYTES:
+                raise ValueError("line too long")
+            obj = parse_json(raw, "line", ValueError)
             if not isinstance(obj, dict):
                 raise ValueError("not an object")
         except ValueError:
             where = "last line (a killed writer?)" if i >= last - 1 else f"line {i + 1}"
             warnings.append(f"{path}: skipped unreadable {where}")
             continue
+        if kind:
+            row, problem = check_row(obj, kind, run or {})
+            if row is None:
+                invalid.append(f"line {i + 1}: {problem}")
+                continue
+            obj = row
         rows.append(obj)
+    if len(warnings) > 3:
+        warnings = warnings[:2] + [f"{path}: skipped {len(warnings) - 2} more unreadable lines"]
+    if invalid:
+        more = f" (and {len(invalid) - 3} more)" if len(invalid) > 3 else ""
+        warnings.append(f"{path}: skipped {len(invalid)} line(s) that break the results contract: "
+                        f"{'; '.join(invalid[:3])}{more}; the run's other {len(rows)} records are kept")
     return rows, warnings
 
 
@@ -295,7 +326,7 @@ _RUN_REQUIRED = {"run_id": str, "platform": str, "cluster": str, "started": str}
 _RUN_OPTIONAL = {
     "status": str, "finished": str, "okd_version": str, "kubernetes_version": str, "nodes": list, "hypervisor": dict,
     "suite_commit": str, "okdbench_version": str, "command_line": list, "hypervisor_platform": str, "insecure": bool,
-    "warnings": list,
+    "warnings": list, "outcome": str,
 }
 
 
@@ -320,7 +351,9 @@ def _sane_run_json(path: Path, data: dict[str, Any]) -> dict[str, Any]:
 
 def read_run_info(run_dir: Path) -> RunInfo:
     path = run_dir / RUN_FILE
-    data = json.loads(path.read_text())
+    if not path.exists():
+        raise FileNotFoundError(path)
+    data = read_json_file(path, "run.json", "a run.json", ValueError)
     if not isinstance(data, dict) or not data.get("run_id"):
         raise ValueError(f"{path}: not a run.json (no run_id)")
     info = RunInfo.from_json(_sane_run_json(path, data))
@@ -329,12 +362,24 @@ def read_run_info(run_dir: Path) -> RunInfo:
     return info
 
 
-def _read_records(run_dir: Path, parquet: str, jsonl: str, schema: pa.Schema) -> tuple[pa.Table, list[str]]:
+def _read_records(run_dir: Path, parquet: str, jsonl: str, schema: pa.Schema,
+                  info: RunInfo | None = None) -> tuple[pa.Table, list[str]]:
+    kind = "samples" if schema is SAMPLES_SCHEMA else "criteria"
+    warnings: list[str] = []
     pq_path = run_dir / parquet
     if pq_path.exists():
-        return pq.read_table(pq_path), []
-    rows, warnings = _read_jsonl(run_dir / jsonl)
-    return _table_from_rows(rows, schema), warnings
+        # Column types, not rows: checking the footer keeps reading fast for good files.
+        try:
+            problem = parquet_type_problem(pq.read_schema(pq_path), schema)
+            if problem is None:
+                return pq.read_table(pq_path), []
+        except (OSError, pa.ArrowException) as exc:
+            problem = f"unreadable Parquet ({(str(exc).splitlines() or [type(exc).__name__])[0][:120]})"
+        fallback = "its JSONL is read instead" if (run_dir / jsonl).exists() else "its records are skipped"
+        warnings.append(f"{pq_path}: {problem}; {fallback}")
+    identity = {"run_id": info.run_id, "platform": info.platform, "cluster": info.cluster} if info else {}
+    rows, w = _read_jsonl(run_dir / jsonl, kind, identity)
+    return _table_from_rows(rows, schema), warnings + w
 
 
 def load_run(run_dir: Path) -> tuple[RunInfo, pa.Table, pa.Table, list[str]]:
@@ -342,8 +387,8 @@ def load_run(run_dir: Path) -> tuple[RunInfo, pa.Table, pa.Table, list[str]]:
         info = read_run_info(run_dir)
     except FileNotFoundError:
         raise ValueError(f"{run_dir}: no run.json") from None
-    samples, w1 = _read_records(run_dir, SAMPLES_PARQUET, SAMPLES_JSONL, SAMPLES_SCHEMA)
-    criteria, w2 = _read_records(run_dir, CRITERIA_PARQUET, CRITERIA_JSONL, CRITERIA_SCHEMA)
+    samples, w1 = _read_records(run_dir, SAMPLES_PARQUET, SAMPLES_JSONL, SAMPLES_SCHEMA, info)
+    criteria, w2 = _read_records(run_dir, CRITERIA_PARQUET, CRITERIA_JSONL, CRITERIA_SCHEMA, info)
     return info, samples, criteria, w1 + w2
 
 
@@ -378,6 +423,14 @@ def _bulk_parquet(files: list[Path], schema: pa.Schema, categorical: bool = Fals
         return None
 
 
+def _parquet_fits(path: Path, schema: pa.Schema) -> bool:
+    """Exists with the contract's column types (footer only): a misfit is read per folder and flagged."""
+    try:
+        return path.exists() and parquet_type_problem(pq.read_schema(path), schema) is None
+    except (OSError, pa.ArrowException):
+        return False
+
+
 def load_runs(paths: Iterable[Path | str], categorical: bool = False) -> RunSet:
     """Load run folders into DataFrames with the documented dtypes, plus run metadata.
 
@@ -406,7 +459,8 @@ def load_runs(paths: Iterable[Path | str], categorical: bool = False) -> RunSet:
             skip(run_dir, exc)
     # Fast path: compacted runs whose both Parquet files read in one call each.
     compacted = [
-        d for d, _ in readable if (d / SAMPLES_PARQUET).exists() and (d / CRITERIA_PARQUET).exists()
+        d for d, _ in readable
+        if _parquet_fits(d / SAMPLES_PARQUET, SAMPLES_SCHEMA) and _parquet_fits(d / CRITERIA_PARQUET, CRITERIA_SCHEMA)
     ]
     bulk_s = _bulk_parquet([d / SAMPLES_PARQUET for d in compacted], SAMPLES_SCHEMA, categorical)
     bulk_c = (
@@ -423,8 +477,8 @@ def load_runs(paths: Iterable[Path | str], categorical: bool = False) -> RunSet:
             infos.append(info)
             continue
         try:
-            s, w1 = _read_records(run_dir, SAMPLES_PARQUET, SAMPLES_JSONL, SAMPLES_SCHEMA)
-            c, w2 = _read_records(run_dir, CRITERIA_PARQUET, CRITERIA_JSONL, CRITERIA_SCHEMA)
+            s, w1 = _read_records(run_dir, SAMPLES_PARQUET, SAMPLES_JSONL, SAMPLES_SCHEMA, info)
+            c, w2 = _read_records(run_dir, CRITERIA_PARQUET, CRITERIA_JSONL, CRITERIA_SCHEMA, info)
         except (ValueError, OSError, pa.ArrowException) as exc:
             skip(run_dir, exc)
             continue

@@ -23,6 +23,9 @@ from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt, wait_exponential, wait_random
 
+from plumbing.errors import UserError
+from plumbing.kubeconfig import read_kubeconfig
+
 log = logging.getLogger("okdbench.kube")
 
 TRANSIENT_STATUS = {429, 500, 502, 503, 504}
@@ -97,9 +100,14 @@ class Kube:
     def __init__(self, kubeconfig: Path, *, insecure: bool = False, attempts: int = 6, backoff_max_s: float = 8.0):
         cfg = client.Configuration()
         try:
+            # Bounded read and shape check first: the client indexes whatever the file holds.
+            read_kubeconfig(kubeconfig)
             config.load_kube_config(str(kubeconfig), client_configuration=cfg)
-        except (config.ConfigException, OSError, ValueError) as exc:
-            raise KubeError(0, f"--kubeconfig: {kubeconfig} cannot be used ({str(exc).splitlines()[0]})") from None
+        except UserError as exc:
+            raise KubeError(0, str(exc)) from None
+        except (config.ConfigException, OSError, ValueError, TypeError, AttributeError, KeyError) as exc:
+            first = (str(exc).splitlines() or [type(exc).__name__])[0][:200]
+            raise KubeError(0, f"--kubeconfig: {kubeconfig} cannot be used ({first})") from None
         cfg.retries = False  # retrying is done here, bounded and logged, not silently by urllib3
         if insecure:
             log.warning("--insecure: the API server's TLS certificate is NOT verified")

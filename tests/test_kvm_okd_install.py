@@ -169,3 +169,24 @@ def test_registry_pvc_when_storage_class_given(tmp_path, fake_cluster):
     assert okd.set_registry_managed(api, "lvms-vg1")
     reg = fc.get("configs", "cluster")["spec"]
     assert reg["storage"] == {"pvc": {"claim": ""}} and reg["rolloutStrategy"] == "Recreate" and reg["replicas"] == 1
+
+
+def test_secret_files_are_owner_only_and_a_failure_says_what_stays(tmp_path, caplog):
+    """install-config.yaml (pull secret), ignition and auth/ are 0600 from creation; after a failed
+    `create ignition-configs` the log names what stays and how to remove it."""
+    spec = okd_spec(tmp_path)
+    okd.create_ignition_configs(spec, tmp_path)
+    d = okd.installer_dir(tmp_path)
+    for p in [d, *d.rglob("*")]:
+        assert p.stat().st_mode & 0o077 == 0, f"{p} is {oct(p.stat().st_mode & 0o777)}"
+
+    failing = tmp_path / "failing-installer"
+    failing.write_text("#!/bin/sh\necho 'level=fatal msg=\"failed to fetch Bootstrap Ignition Config\"'\nexit 1\n")
+    failing.chmod(0o755)
+    spec = spec.model_copy(update={"okd": spec.okd.model_copy(update={"installer": str(failing)})})
+    work = tmp_path / "failed"
+    with caplog.at_level(logging.WARNING), pytest.raises(okd.InstallError):
+        okd.create_ignition_configs(spec, work)
+    left = okd.installer_dir(work) / "install-config.yaml"
+    assert left.exists() and left.stat().st_mode & 0o777 == 0o600
+    assert "install-config.yaml" in caplog.text and f"rm -r {okd.installer_dir(work)}" in caplog.text

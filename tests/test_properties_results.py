@@ -100,3 +100,63 @@ def test_load_runs_over_corrupted_folders(f):
         assert info.status in ("complete", "incomplete", "aborted")
     # Reading never writes: the folder is byte for byte what it was.
     assert {p.name: p.read_bytes() for p in run.iterdir()} == before
+
+
+# ------------------------------------------------------------------ damaged folders from elsewhere: good lines kept
+
+WRONG = st.one_of(
+    st.none(), st.integers(min_value=-(10**400), max_value=10**400), st.just(10**400), st.floats(), st.booleans(),
+    st.lists(st.one_of(st.integers(), st.lists(st.integers(), max_size=2)), max_size=3),
+    st.dictionaries(st.text(max_size=4), st.integers(), max_size=2), st.text(max_size=10),
+)
+
+
+@st.composite
+def damaged_run(draw):
+    """A run folder with n good sample lines and some bad ones (a field with a wrong type or out
+    of range, a nested array, a line that is not an object), in any order; optionally a Parquet
+    file whose columns have the wrong types."""
+    n_good = draw(st.integers(1, 8))
+    good = [dict(SAMPLE, value=float(i), repetition=i) for i in range(n_good)]
+    bad = []
+    for _ in range(draw(st.integers(1, 4))):
+        line = dict(SAMPLE)
+        key = draw(st.sampled_from(["metric", "platform", "value", "repetition", "better", "labels", "timestamp", "suite"]))
+        line[key] = draw(WRONG)
+        bad.append(json.dumps(line, default=str) if draw(st.integers(0, 9)) else draw(st.sampled_from(["[[1,[2]]]", "123", '"x"', "[" * 50 + "]" * 50])))
+    order = draw(st.permutations([json.dumps(g) for g in good] + bad))
+    parquet = draw(st.sampled_from([None, "value-as-text", "repetition-as-text", "platform-as-int"]))
+    return n_good, order, parquet
+
+
+def _bad_parquet(kind: str) -> bytes:
+    df = pd.DataFrame([SAMPLE] * 2)
+    col = {"value-as-text": "value", "repetition-as-text": "repetition", "platform-as-int": "platform"}[kind]
+    df[col] = ["12.5", "x"] if col != "platform" else [1, 2]
+    sink = pa.BufferOutputStream()
+    pq.write_table(pa.Table.from_pandas(df, preserve_index=False), sink)
+    return sink.getvalue().to_pybytes()
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True, database=None)
+@given(damaged_run())
+def test_damaged_lines_are_flagged_and_good_samples_kept(case):
+    n_good, lines, parquet = case
+    root = Path(_tmp.name) / f"d{next(_counter)}"
+    run = root / "r1"
+    run.mkdir(parents=True)
+    (run / "run.json").write_text(json.dumps(RUN))
+    (run / "samples.jsonl").write_text("\n".join(lines) + "\n")
+    if parquet:
+        (run / "samples.parquet").write_bytes(_bad_parquet(parquet))
+    rs = load_runs([root])
+    assert len(rs.runs) == 1 and not rs.skipped
+    # Every good sample is kept (the bad lines that happen to be valid, e.g. labels null, too).
+    assert len(rs.samples) >= n_good
+    assert set(range(n_good)) <= set(rs.samples["repetition"])
+    assert rs.samples["value"].dtype == "float64" and rs.samples["value"].abs().max() <= 1e300
+    assert rs.samples["platform"].isna().sum() == 0
+    if len(rs.samples) < len(lines) or parquet:
+        assert rs.warnings, "a skipped line or a misfit Parquet must be flagged"
+    for w in rs.warnings:
+        assert "\n" not in w and len(w) < 1000

@@ -58,7 +58,7 @@ def test_costs_three_year_tco():
     assert table.years == 3
     assert table.totals == {"vsphere": 2 * 10 * 5 * 3 + 100 * 3, "kvm": 0.5 * 1000 * 3}
     assert table.note.startswith("EXAMPLE FIGURES")
-    with pytest.raises(UserError, match=r"platforms.kvm.hosts: -1 is not a non-negative number"):
+    with pytest.raises(UserError, match=r"platforms.kvm.hosts: -1 is out of range; use a number between 0 and 100,000"):
         parse_costs({"currency": "EUR", "platforms": {"kvm": {"hosts": -1}}})
     with pytest.raises(UserError, match="'currency' is missing"):
         parse_costs({"platforms": {"kvm": {}}})

@@ -133,3 +133,40 @@ def test_sigkilled_writer_loses_nothing_it_returned(tmp_path):
     got = set(rs.samples["repetition"].tolist())
     assert set(acknowledged) <= got
     assert rs.runs[0].status == "incomplete"
+
+
+@pytest.mark.parametrize("statuses,outcome", [(["error", "error"], "failed"), (["error", "skipped"], "failed"),
+                                              (["error", "passed"], "ok"), (["failed"], "ok"), ([], "ok")])
+def test_a_run_whose_criteria_all_errored_reads_as_failed(tmp_path, statuses, outcome):
+    from results.schema import FAILED_RUN_WARNING
+
+    info = RunInfo(run_id=new_run_id(), platform="kvm", cluster="c", started="2026-01-01T00:00:00Z")
+    w = RunWriter(tmp_path, info)
+    for i, status in enumerate(statuses):
+        w.record_criterion(CriterionResult(run_id=info.run_id, platform="kvm", criterion=f"c{i}", status=status,
+                                           detail="setup: cannot reach the cluster"))
+    w.finish("complete")
+    run = load_runs([tmp_path]).runs[0]
+    assert run.status == "complete" and run.outcome == outcome
+    assert (FAILED_RUN_WARNING in run.warnings) == (outcome == "failed")
+
+
+def test_unreachable_cluster_session_is_a_failed_run_in_report_and_summary(tmp_path):
+    """A real `pytest suites/` session against a cluster that cannot be reached: every criterion
+    errors; run.json says outcome failed, the terminal says so, and the report lists it in its warnings."""
+    kc = tmp_path / "kubeconfig"
+    kc.write_text("apiVersion: v1\nclusters: [{name: c, cluster: {server: 'https://127.0.0.1:1'}}]\n"
+                  "contexts: [{name: x, context: {cluster: c, user: u}}]\nusers: [{name: u, user: {token: t0123456789}}]\n"
+                  "current-context: x\n")
+    for platform in ("vsphere", "kvm"):
+        proc = subprocess.run([sys.executable, "-m", "pytest", "suites/test_nodes.py", f"--platform={platform}",
+                               "--kubeconfig", str(kc), "--results-dir", str(tmp_path / "results"), "-p", "no:cacheprovider",
+                               "-q", "--wait-ready", "1"], cwd=ROOT, capture_output=True, text=True, timeout=600)
+        assert "FAILED: every criterion errored" in proc.stdout, proc.stdout[-2000:]
+    runs = load_runs([tmp_path / "results"]).runs
+    assert [r.outcome for r in runs] == ["failed", "failed"]
+    from okdbench.cli import main
+
+    assert main(["report", str(tmp_path / "results"), "--baseline", "vsphere", "--candidate", "kvm", "--format", "json",
+                 "--out", str(tmp_path / "r.json")]) == 0
+    assert "run failed: every criterion it checked ended in error" in (tmp_path / "r.json").read_text()

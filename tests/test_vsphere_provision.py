@@ -198,3 +198,31 @@ def test_failure_after_clone_rolls_back_vms_and_folder(sim, tmp_path, caplog):
     assert si.content.searchIndex.FindByInventoryPath("DC0/vm/okd-sim") is None
     with pytest.raises(OSError):  # the bootstrap ignition server did not outlive the failure
         urllib.request.urlopen(spec.vsphere.ignition_url, timeout=2)
+
+
+def test_destroy_finds_marked_vms_an_admin_moved(sim, tmp_path):
+    """Nodes moved into a sub-folder of the cluster folder, or out of it entirely, are still this
+    cluster's (they carry the okdbench.cluster mark): bootstrap removal and destroy find them, and
+    the next provision of the same cluster does not fail on their names."""
+    from tests.support.vcsim import wait_task
+
+    spec = parse_spec(vsphere_spec_data(sim))
+    write_ignition(tmp_path / "installer")
+    vsphere.provision(spec, tmp_path)
+    si = sim.connect()
+    folder = si.content.searchIndex.FindByInventoryPath("DC0/vm/okd-sim")
+    sub = folder.CreateFolder("moved-by-admin")
+    elsewhere = si.content.searchIndex.FindByInventoryPath("DC0/vm").CreateFolder("admin-elsewhere")
+    vms = all_vms(si)
+    wait_task(sub.MoveIntoFolder_Task([vms["okd-sim-worker-0"], vms["okd-sim-bootstrap"]]))
+    wait_task(elsewhere.MoveIntoFolder_Task([vms["okd-sim-master-0"]]))
+
+    vsphere.remove_bootstrap(spec)
+    assert "okd-sim-bootstrap" not in all_vms(si)
+    removed = vsphere.destroy(spec)
+    assert removed == ["/DC0/vm/admin-elsewhere/okd-sim-master-0", "/DC0/vm/okd-sim/moved-by-admin/okd-sim-worker-0"]
+    assert not {"okd-sim-master-0", "okd-sim-worker-0"} & set(all_vms(si))
+    # The folders the admin made are not okdbench's: kept (and said so), never deleted.
+    assert si.content.searchIndex.FindByInventoryPath("DC0/vm/okd-sim/moved-by-admin") is not None
+    vsphere.provision(spec, tmp_path)  # no name clash left behind
+    vsphere.destroy(spec)

@@ -13,6 +13,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from plumbing.errors import UserError
+from plumbing.redact import register_secret
 from plumbing.validation import one_line_error, read_yaml, short, yaml_path
 
 
@@ -24,17 +25,27 @@ _DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d)?\s*$")
 _DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
 
 
+MAX_DURATION_S = 30 * 86400.0  # 30d: longer than any night; a bigger value is a typo
+
+
 def parse_duration(value: Any) -> float:
-    """'10m' -> 600.0 seconds; bare numbers are seconds."""
+    """'10m' -> 600.0 seconds; bare numbers are seconds. At most 30 days."""
+    seconds: float | None = None
     if isinstance(value, bool):
-        raise ValueError(f"{value!r} is not a duration; use e.g. 30s, 10m, 4h")
-    if isinstance(value, (int, float)) and value >= 0 and value == value and value != float("inf"):
-        return float(value)
-    if isinstance(value, str):
+        seconds = None
+    elif isinstance(value, int):
+        seconds = float(value) if 0 <= value <= MAX_DURATION_S else float("inf")
+    elif isinstance(value, float) and value >= 0 and value == value:
+        seconds = value
+    elif isinstance(value, str) and len(value) <= 40:
         m = _DURATION_RE.match(value)
         if m:
-            return float(m.group(1)) * _DURATION_UNITS[m.group(2)]
-    raise ValueError(f"{value!r} is not a duration; use e.g. 30s, 10m, 4h")
+            seconds = float(m.group(1)) * _DURATION_UNITS[m.group(2)]
+    if seconds is None:
+        raise ValueError(f"{short(repr(value), 40)} is not a duration; use e.g. 30s, 10m, 4h")
+    if seconds > MAX_DURATION_S:
+        raise ValueError(f"{short(repr(value), 40)} is out of range; use at most 30d")
+    return seconds
 
 
 def _fmt_duration(seconds: float) -> str:
@@ -101,11 +112,17 @@ class Notify(_Model):
 
     _v_durations = field_validator("timeout", "backoff", mode="before")(lambda v: parse_duration(v))
 
-    @field_validator("webhook_url")
+    @field_validator("webhook_url", mode="before")
     @classmethod
-    def _v_url(cls, v: str) -> str:
-        if not re.match(r"^https?://[^\s/]+", v):
-            raise ValueError(f"{short(v)!r} is not an http(s) URL; use e.g. https://hooks.example.com/okdbench")
+    def _v_url(cls, v: Any) -> Any:
+        # A webhook URL is a credential (Slack/Teams put the token in the path): masked wherever
+        # okdbench writes text from now on, and never echoed in an error.
+        if isinstance(v, str):
+            register_secret(v)
+            if not re.match(r"^https?://[^\s/]+", v):
+                scheme = v.split("://", 1)[0] if "://" in v else ""
+                hint = f" (scheme {short(scheme, 12)!r})" if scheme and len(scheme) <= 12 else ""
+                raise ValueError(f"not an http(s) URL{hint}; use e.g. https://hooks.example.com/okdbench")
         return v
 
     @field_validator("timeout")

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from plumbing.errors import UserError
+from plumbing.safe_load import read_json_file
 from results.schema import iso, utcnow
 
 log = logging.getLogger("okdbench.nightly.lock")
@@ -68,7 +69,7 @@ class Holder:
 
 def read_holder(path: Path) -> Holder | None:
     try:
-        data = json.loads(Path(path).read_text() or "null")
+        data = read_json_file(path, "lock", "a lock file", ValueError, max_bytes=64 * 2**10)
         return Holder(
             pid=int(data["pid"]),
             start_ticks=data.get("start_ticks"),

@@ -6,13 +6,14 @@ before compaction) or a run whose Parquet is damaged keeps its JSONL, the only c
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+from plumbing.safe_load import MAX_LINE_BYTES, parse_json, read_json_file
 
 from results.schema import CRITERIA_JSONL, CRITERIA_PARQUET, RUN_FILE, SAMPLES_JSONL, SAMPLES_PARQUET
 from results.store import find_run_dirs
@@ -33,10 +34,10 @@ def _run_order_key(run_dir: Path) -> tuple[str, str]:
     """Sort by run.json 'started' (ISO 8601 sorts as text); run ids are time-sortable as a fallback."""
     started = ""
     try:
-        data = json.loads((run_dir / RUN_FILE).read_text())
+        data = read_json_file(run_dir / RUN_FILE, "run.json", "a run.json", ValueError)
         if isinstance(data, dict) and isinstance(data.get("started"), str):
             started = data["started"]
-    except (OSError, ValueError):
+    except ValueError:
         pass
     return started, run_dir.name
 
@@ -67,7 +68,7 @@ def _readable_rows(path: Path) -> int:
     with open(path, "rb") as fh:
         for line in fh:
             try:
-                if isinstance(json.loads(line), dict):
+                if len(line) <= MAX_LINE_BYTES and isinstance(parse_json(line, "line", ValueError), dict):
                     count += 1
             except ValueError:
                 pass

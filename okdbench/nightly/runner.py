@@ -273,7 +273,7 @@ def _runs_included(results_dir: Path) -> tuple[list[dict[str, Any]], list[str]]:
     counts = rs.samples.groupby("run_id", observed=True).size().to_dict() if len(rs.samples) else {}
     runs = [
         {"run_id": r.run_id, "platform": r.platform, "started": r.started, "status": r.status,
-         "samples": int(counts.get(r.run_id, 0))}
+         "outcome": r.outcome, "samples": int(counts.get(r.run_id, 0))}
         for r in sorted(rs.runs, key=lambda r: (r.started or "", r.run_id))
     ]
     return runs, list(rs.skipped)
@@ -408,6 +408,7 @@ def _run_locked(cfg: NightlyConfig, platforms: list[PlatformRun], nightly_id: st
         "worse_than_baseline": rep.worse,
         "runs_included": runs,
         "incomplete_runs": [r["run_id"] for r in runs if r["status"] != "complete"],
+        "failed_runs": [r["run_id"] for r in runs if r["outcome"] == "failed"],
         "report": rep.path,
         "errors": errors,
         "warnings": warnings,

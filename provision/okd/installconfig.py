@@ -11,6 +11,7 @@ import logging
 from pathlib import Path
 
 from plumbing import redact
+from plumbing.safe_load import parse_json, read_text
 from provision.spec import ClusterSpec, SpecError
 from provision.templating import render
 
@@ -25,16 +26,12 @@ def read_pull_secret(spec: ClusterSpec) -> str:
         log.info("no pull secret in the spec; using OKD's placeholder (public images only)")
         return OKD_FAKE_PULL_SECRET
     path = Path(spec.pull_secret)
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
-        raise SpecError(f"pull_secret: {path} does not exist; point it at your pull secret JSON file") from None
-    except OSError as exc:
-        raise SpecError(f"pull_secret: cannot read {path} ({exc.strerror}); check its permissions") from None
+    # Bounded (size, UTF-8, JSON depth): a pull secret from anywhere ends in one line, never a traceback.
+    text = read_text(path, "pull_secret", "your pull secret JSON file", SpecError)
     redact.register_text_secrets(text)
     try:
-        data = json.loads(text)
-    except json.JSONDecodeError:
+        data = parse_json(text, f"pull_secret: {path}", SpecError)
+    except SpecError:
         raise SpecError(f"pull_secret: {path} is not JSON; it must look like {{\"auths\": {{...}}}}") from None
     if not isinstance(data, dict) or not isinstance(data.get("auths"), dict):
         raise SpecError(f"pull_secret: {path} has no 'auths' object; it must look like {{\"auths\": {{...}}}}")
@@ -45,12 +42,7 @@ def read_ssh_key(spec: ClusterSpec) -> str | None:
     if spec.ssh_public_key is None:
         return None
     path = Path(spec.ssh_public_key)
-    try:
-        text = path.read_text().strip()
-    except FileNotFoundError:
-        raise SpecError(f"ssh_public_key: {path} does not exist; point it at a public key (e.g. ~/.ssh/id_ed25519.pub)") from None
-    except OSError as exc:
-        raise SpecError(f"ssh_public_key: cannot read {path} ({exc.strerror}); check its permissions") from None
+    text = read_text(path, "ssh_public_key", "a public key (e.g. ~/.ssh/id_ed25519.pub)", SpecError, max_bytes=64 * 2**10).strip()
     if "PRIVATE KEY" in text:
         raise SpecError(f"ssh_public_key: {path} is a private key; point it at the .pub file")
     if not text.startswith(("ssh-", "ecdsa-", "sk-")):

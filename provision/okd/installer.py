@@ -90,10 +90,17 @@ def create_ignition_configs(spec: ClusterSpec, workdir: Path, *, regenerate: boo
             log.warning("ignition: %s is stale; regenerating", d)
     if d.exists():
         shutil.rmtree(d)
-    d.mkdir(parents=True)
+    d.parent.mkdir(parents=True, exist_ok=True)
+    d.mkdir(mode=0o700)
     os.chmod(d, 0o700)  # install-config and auth/ hold the pull secret and kubeadmin credentials
-    (d / "install-config.yaml").write_text(render_install_config(spec))
-    run_installer(spec, ["create", "ignition-configs", "--dir", str(d)], phase="create ignition-configs")
+    write_secret_file(d / "install-config.yaml", render_install_config(spec))
+    try:
+        run_installer(spec, ["create", "ignition-configs", "--dir", str(d)], phase="create ignition-configs")
+    except BaseException:
+        report_leftovers(workdir)
+        raise
+    finally:
+        tighten(d)
     missing = [str(p) for p in paths.values() if not p.exists()]
     if missing:
         raise InstallError(f"openshift-install create ignition-configs wrote no {', '.join(missing)}; check its log in {d}")
@@ -106,6 +113,52 @@ def create_ignition_configs(spec: ClusterSpec, workdir: Path, *, regenerate: boo
     if pw.exists():
         redact.register_secret(pw.read_text().strip())
     return paths
+
+
+# What the installer directory holds that is secret: the pull secret (install-config.yaml), the
+# ignition files (bootstrap certificates, and the pull secret in bootstrap.ign) and auth/.
+SECRET_NAMES = ("install-config.yaml", "*.ign", "auth/*", ".openshift_install_state.json")
+
+
+def write_secret_file(path: Path, text: str) -> None:
+    """Write `text` to a file that is 0600 from its creation (no window where others can read it)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_NOFOLLOW", 0), 0o600)
+    try:
+        os.fchmod(fd, 0o600)  # an existing file keeps its old mode through O_TRUNC
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fd = -1
+            fh.write(text)
+    finally:
+        if fd >= 0:
+            os.close(fd)
+
+
+def tighten(d: Path) -> None:
+    """Files the installer wrote: 0600, directories 0700 (it runs under umask 077 too; this is the backstop)."""
+    if not d.is_dir():
+        return
+    for p in [d, *d.rglob("*")]:
+        try:
+            if p.is_symlink():
+                continue
+            p.chmod(0o700 if p.is_dir() else 0o600)
+        except OSError:
+            pass
+
+
+def secret_leftovers(workdir: Path) -> list[Path]:
+    d = installer_dir(workdir)
+    return sorted({p for pattern in SECRET_NAMES for p in d.glob(pattern) if p.is_file()})
+
+
+def report_leftovers(workdir: Path) -> None:
+    """After a failure: say which secret-bearing files stay (for inspection or a retry) and how to remove them."""
+    left = secret_leftovers(workdir)
+    if left:
+        d = installer_dir(workdir)
+        names = ", ".join(str(p.relative_to(d)) for p in left[:8]) + (f" and {len(left) - 8} more" if len(left) > 8 else "")
+        log.warning("left in %s (mode 0600, owner only; they hold the pull secret and cluster credentials): %s; "
+                    "remove them with `rm -r %s` once you no longer need them", d, names, d)
 
 
 def _fmt(seconds: float) -> str:
@@ -124,8 +177,9 @@ def run_installer(spec: ClusterSpec, args: list[str], *, phase: str, deadline: f
     """
     argv = [_installer(spec), *args, "--log-level", "info"]
     t0 = time.monotonic()
+    # umask 077: everything the installer writes (ignition, auth/kubeconfig, kubeadmin-password) is owner-only.
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            env={**os.environ, **(env or {})})
+                            env={**os.environ, **(env or {})}, umask=0o077)
     last_error = ""
     stop = threading.Event()
 

@@ -17,12 +17,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
-import yaml
 from pyVim.connect import Disconnect, SmartConnect
 from pyVmomi import vim
 
 from plumbing import redact
 from plumbing.errors import UserError
+from plumbing.safe_load import parse_yaml, read_text
 from provision.spec import ClusterSpec
 
 log = logging.getLogger("okdbench.vsphere")
@@ -70,15 +70,12 @@ class Credentials:
 
 
 def _read_credentials_file(path: Path) -> dict[str, str]:
-    try:
-        text = path.expanduser().read_text()
-    except OSError as exc:
-        raise UserError(f"vsphere.credentials.file: cannot read {path} ({exc.strerror}); point it at a readable file") from None
+    text = read_text(path.expanduser(), "vsphere.credentials.file", "a file with username and password entries", UserError)
     data: object
     try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError:
-        data = None
+        data = parse_yaml(text, f"vsphere.credentials.file {path}", UserError)
+    except UserError:
+        data = None  # not YAML: read as INI below
     if not isinstance(data, dict):
         # INI-ish "username = x" lines (with or without a [section] header).
         data = {}

@@ -247,35 +247,67 @@ def delete_vms(vms: dict[str, vim.VirtualMachine]) -> list[str]:
     return sorted(vms)
 
 
-def _option(vm: vim.VirtualMachine, key: str) -> str | None:
-    try:
-        return next((o.value for o in vm.config.extraConfig if o.key == key), None)
-    except (AttributeError, vmodl.fault.ManagedObjectNotFound):
-        return None
+def marked_vms(si: vim.ServiceInstance, root: vim.ManagedEntity) -> list[tuple[vim.VirtualMachine, dict[str, str]]]:
+    """(VM, its okdbench marks) for every VM anywhere below root, read in one PropertyCollector round trip.
 
-
-def cluster_vms(si: vim.ServiceInstance, spec: ClusterSpec, folder: vim.Folder) -> dict[str, vim.VirtualMachine]:
-    """VMs in the cluster folder that okdbench marked as this cluster's: nothing else is ever touched."""
-    view = si.content.viewManager.CreateContainerView(folder, [vim.VirtualMachine], False)
+    Recursive like the name-clash check (vms_named): an admin may have moved a node into a
+    sub-folder, and destroy must still find it (issue 14). Unmarked VMs come back with no marks.
+    """
+    content = si.content
+    view = content.viewManager.CreateContainerView(root, [vim.VirtualMachine], True)
+    pc = vmodl.query.PropertyCollector
     try:
-        return {vm.name: vm for vm in view.view if _option(vm, CLUSTER_KEY) == spec.name}
+        spec = pc.FilterSpec(
+            objectSet=[pc.ObjectSpec(obj=view, skip=True, selectSet=[
+                pc.TraversalSpec(name="view", path="view", skip=False, type=vim.view.ContainerView)])],
+            propSet=[pc.PropertySpec(type=vim.VirtualMachine, pathSet=["config.extraConfig"])])
+        out = []
+        with connection_guard(root, "listing VMs to find this cluster's"):
+            result = content.propertyCollector.RetrievePropertiesEx([spec], pc.RetrieveOptions())
+            while result is not None:
+                for o in result.objects:
+                    options = next((p.val for p in o.propSet if p.name == "config.extraConfig"), None) or []
+                    marks = {opt.key: str(opt.value) for opt in options if opt.key in (CLUSTER_KEY, NODE_KEY)}
+                    out.append((o.obj, marks))
+                token = result.token
+                result = content.propertyCollector.ContinueRetrievePropertiesEx(token) if token else None
+        return out
     finally:
         view.Destroy()
 
 
+def cluster_vms(si: vim.ServiceInstance, spec: ClusterSpec, node: str | None = None) -> dict[str, vim.VirtualMachine]:
+    """Inventory path -> VM, for VMs anywhere in the datacenter that okdbench marked as this
+    cluster's (and as `node`, when given): nothing else is ever touched."""
+    dc = find(si, paths(spec).datacenter)
+    if not isinstance(dc, vim.Datacenter):
+        return {}
+    found = {}
+    for vm, marks in marked_vms(si, dc.vmFolder):
+        if marks.get(CLUSTER_KEY) == spec.name and (node is None or marks.get(NODE_KEY) == node):
+            found[entity_path(si, vm)] = vm
+    return found
+
+
 def destroy_cluster(si: vim.ServiceInstance, spec: ClusterSpec) -> list[str]:
-    """Delete this cluster's VMs and then its folder if empty. Idempotent: returns what it removed."""
+    """Delete this cluster's VMs (wherever they are in the datacenter) and then its folder if empty.
+    Idempotent: returns the inventory paths it removed."""
     p = paths(spec)
     if find(si, p.datacenter) is None:
         raise UserError(f"vsphere.datacenter: datacenter {p.datacenter} not found in vCenter; check the spec")
     folder = find(si, p.folder)
-    if folder is None:
-        log.info("vsphere destroy: %s does not exist; nothing to delete", p.folder)
-        return []
-    if not isinstance(folder, vim.Folder):
+    if folder is not None and not isinstance(folder, vim.Folder):
         raise UserError(f"vsphere.folder: {p.folder} is not a VM folder; check the spec")
-    vms = cluster_vms(si, spec, folder)
-    removed = [f"{p.folder}/{n}" for n in delete_vms(vms)] if vms else []
+    vms = cluster_vms(si, spec)
+    outside = sorted(path for path in vms if not path.startswith(p.folder + "/"))
+    if outside:
+        log.info("vsphere destroy: %d VM(s) of %s were moved outside %s: %s", len(outside), spec.name, p.folder,
+                 ", ".join(outside[:5]))
+    removed = delete_vms(vms)
+    if folder is None:
+        if not removed:
+            log.info("vsphere destroy: %s does not exist and no VM of %s is left; nothing to delete", p.folder, spec.name)
+        return removed
     leftovers = sorted(e.name for e in folder.childEntity)
     if leftovers:
         log.warning("vsphere destroy: kept folder %s: it holds objects okdbench did not create (%s)",
@@ -288,12 +320,8 @@ def destroy_cluster(si: vim.ServiceInstance, spec: ClusterSpec) -> list[str]:
 
 
 def remove_node(si: vim.ServiceInstance, spec: ClusterSpec, node: str) -> list[str]:
-    p = paths(spec)
-    folder = find(si, p.folder)
-    if not isinstance(folder, vim.Folder):
-        return []
-    vms = {n: vm for n, vm in cluster_vms(si, spec, folder).items() if _option(vm, NODE_KEY) == node}
-    return [f"{p.folder}/{n}" for n in delete_vms(vms)] if vms else []
+    """Delete the VM okdbench marked as `node` of this cluster, wherever it is in the datacenter."""
+    return delete_vms(cluster_vms(si, spec, node))
 
 
 # --------------------------------------------------------------------------- facts
