@@ -58,8 +58,13 @@ def _processed(stats: dict) -> int:
 
 
 def migrate(spec: ClusterSpec, vm: str, dest: str, *, data_uri: str | None = None,
-            bandwidth_mib_s: int | None = None, stall_s: float = STALL_S) -> MigrationResult:
-    """Move `vm` to the libvirt host `dest` while it runs; the VM keeps running there."""
+            bandwidth_mib_s: int | None = None, stall_s: float = STALL_S,
+            dest_stats_uri: str | None = None) -> MigrationResult:
+    """Move `vm` to the libvirt host `dest` while it runs; the VM keeps running there.
+
+    dest is the URI the *source libvirtd* uses; dest_stats_uri (default: dest) is how okdbench
+    itself reaches the destination afterwards to read the finished job's downtime.
+    """
     libvirt = _quiet_libvirt()
     phase = f"live migration to {dest}"
     with domain(spec, vm, phase) as dom:
@@ -110,7 +115,7 @@ def migrate(spec: ClusterSpec, vm: str, dest: str, *, data_uri: str | None = Non
             raise PowerError(f"kvm {phase} of {vm}: {outcome['error']}")
     result = MigrationResult(vm=vm, dest=dest, duration_s=duration,
                              data_mib=last_bytes / 2**20 if last_bytes > 0 else None)
-    _completed_stats(dest, vm, result)
+    _completed_stats(dest_stats_uri or dest, vm, result)
     log.info("kvm %s of %s: done in %.1f s (downtime %s ms)", phase, vm, duration, result.downtime_ms)
     return result
 
