@@ -7,6 +7,12 @@ A platform package (provision/kvm/, provision/vsphere/) provides in its platform
     hypervisor_facts(spec, *, insecure: bool = False) -> dict
     remove_bootstrap(spec, *, insecure: bool = False) -> None
 provision/lifecycle.py drives them; nothing else should call them in sequence by hand.
+
+Disruptions of one node VM (the resilience suite), in provision/<platform>/power.py and migrate.py,
+reached through the functions at the end of this module:
+    power_off / power_on / pause / resume / reset / reboot (spec, vm) -> seconds the hypervisor took
+    state(spec, vm) -> 'running' | 'paused' | 'shutoff' | …;  restore(spec, vm) -> what it did
+    migrate(spec, vm, dest) -> Migration (KVM: dest is a libvirt URI; vSphere: an ESXi host name)
 """
 
 from __future__ import annotations
@@ -50,3 +56,82 @@ def platform_module(platform: str) -> ModuleType:
     if missing:
         raise TypeError(f"provision.{platform}.platform lacks {', '.join(missing)}")
     return module
+
+
+# ------------------------------------------------------------------ disruptions of one node VM
+
+POWER_FUNCTIONS = ("power_off", "power_on", "pause", "resume", "reset", "reboot", "state")
+
+
+@dataclass
+class Migration:
+    vm: str
+    dest: str
+    duration_s: float
+    downtime_ms: float | None = None  # the hypervisor's own figure, when it reports one
+    source: str = ""
+
+
+def power_module(platform: str) -> ModuleType:
+    """provision.<platform>.power, checked to expose every disruption."""
+    module = importlib.import_module(f"provision.{platform}.power")
+    missing = [f for f in POWER_FUNCTIONS if not callable(getattr(module, f, None))]
+    if missing:
+        raise TypeError(f"provision.{platform}.power lacks {', '.join(missing)}")
+    return module
+
+
+def _power(op: str, spec: Any, vm: str, insecure: bool) -> Any:
+    fn = getattr(power_module(spec.platform), op)
+    return fn(spec, vm, insecure=insecure) if spec.platform == "vsphere" else fn(spec, vm)
+
+
+def power_off(spec: Any, vm: str, *, insecure: bool = False) -> float:
+    return _power("power_off", spec, vm, insecure)
+
+
+def power_on(spec: Any, vm: str, *, insecure: bool = False) -> float:
+    return _power("power_on", spec, vm, insecure)
+
+
+def pause(spec: Any, vm: str, *, insecure: bool = False) -> float:
+    return _power("pause", spec, vm, insecure)
+
+
+def resume(spec: Any, vm: str, *, insecure: bool = False) -> float:
+    return _power("resume", spec, vm, insecure)
+
+
+def reset(spec: Any, vm: str, *, insecure: bool = False) -> float:
+    return _power("reset", spec, vm, insecure)
+
+
+def reboot(spec: Any, vm: str, *, insecure: bool = False) -> float:
+    return _power("reboot", spec, vm, insecure)
+
+
+def state(spec: Any, vm: str, *, insecure: bool = False) -> str:
+    return _power("state", spec, vm, insecure)
+
+
+def restore(spec: Any, vm: str, *, insecure: bool = False) -> str:
+    """Bring a disrupted VM back to running, whatever was done to it; returns what it did."""
+    now = state(spec, vm, insecure=insecure)
+    if now == "paused":
+        resume(spec, vm, insecure=insecure)
+        return "resumed"
+    if now in ("shutoff", "shutdown", "crashed"):
+        power_on(spec, vm, insecure=insecure)
+        return "powered on"
+    return f"nothing ({now})"
+
+
+def migrate(spec: Any, vm: str, dest: str, *, insecure: bool = False, **options: Any) -> Migration:
+    """Live-migrate vm to dest (KVM: a libvirt URI, peer-to-peer; vSphere: vMotion to an ESXi host)."""
+    module = importlib.import_module(f"provision.{spec.platform}.migrate")
+    if spec.platform == "vsphere":
+        seconds, source = module.migrate(spec, vm, dest, insecure=insecure, **options)
+        return Migration(vm=vm, dest=dest, duration_s=seconds, source=source)
+    result = module.migrate(spec, vm, dest, **options)
+    return Migration(vm=vm, dest=dest, duration_s=result.duration_s, downtime_ms=result.downtime_ms,
+                     source=spec.kvm.uri)

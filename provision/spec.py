@@ -185,6 +185,39 @@ class VspherePlatform(_Model):
     interface: str = Field("ens192", pattern=r"^[a-zA-Z0-9_.:-]{1,15}$")
 
 
+class ResilienceThresholds(_Model):
+    """Limits of the `resilience` criterion. Defaults come from OKD's own timers (see README)."""
+
+    # A dead node's pods stay in the Service's endpoints until the node controller marks the node
+    # NotReady (node-monitor-grace-period, 40 s) and their Ready condition false; + 5 s for the
+    # router to reload. Longer client-visible failure than that is the platform's doing.
+    unavailable_s: float = Field(45.0, gt=0)
+    # Pods of a NotReady node are evicted after the default tolerationSeconds (300 s for
+    # not-ready/unreachable) on top of the 40 s grace period, + 20 s to schedule and start elsewhere.
+    recover_s: float = Field(360.0, gt=0)
+    # Live migration / vMotion is sold as invisible to applications: not one failed request.
+    migration_errors: int = Field(0, ge=0)
+    # QEMU's default max downtime is 300 ms and vMotion's switch-over ~1 s; 2 s of silence is a failure.
+    migration_downtime_ms: float = Field(2000.0, gt=0)
+
+
+class Resilience(_Model):
+    """What the resilience suite does to node VMs (suites/test_resilience.py)."""
+
+    disruptions: list[Literal["freeze", "reset", "reboot", "power-off", "migrate"]] = ["freeze", "reset", "power-off"]
+    freeze_s: float = Field(10.0, gt=0, le=3600)
+    replicas: int = Field(3, ge=2, le=50)
+    probe_interval_s: float = Field(0.2, ge=0.01, le=10)
+    probe_timeout_s: float = Field(2.0, gt=0, le=60)
+    settle_s: float = Field(10.0, ge=0, le=3600)  # quiet observation after everything is back
+    # KVM: the destination's libvirt URI as the source libvirtd reaches it (qemu+ssh://kvm2/system);
+    # vSphere: an ESXi host name of the cluster. Unset: the migrate disruption is skipped.
+    migrate_to: str | None = None
+    migrate_stats_uri: str | None = None  # KVM: how okdbench reaches the destination (default migrate_to)
+    vms: dict[str, str] = Field(default_factory=dict)  # node name -> VM name, when not <cluster>-<machine>
+    thresholds: ResilienceThresholds = ResilienceThresholds()
+
+
 class ClusterSpec(_Model):
     name: str = Field(pattern=r"^[a-z0-9]([-a-z0-9]{0,40}[a-z0-9])?$")
     base_domain: str = Field(pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
@@ -196,6 +229,7 @@ class ClusterSpec(_Model):
     pull_secret: Path | None = None
     kvm: KvmPlatform | None = None
     vsphere: VspherePlatform | None = None
+    resilience: Resilience = Resilience()
     source: Path | None = Field(None, exclude=True)
 
     @model_validator(mode="after")

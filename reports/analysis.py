@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from plumbing.errors import UserError
-from reports import aggregate, charts, stats, trends, validity
+from reports import aggregate, charts, resilience, stats, trends, validity
 from reports.model import (
     MIN_RUNS,
     CostTable,
@@ -131,6 +131,7 @@ def build_report(
         criteria = _criteria(runset.criteria, runset.runs, pair)
         sections = _sections(summary, quant, attrs, pair)
         stage_table, stage_chart = _stages(rm, attrs, pair, with_charts)
+        resilience_section = resilience.section(summary, runset, pair, colors, with_charts)
         if pending is not None:
             for s, uri in zip(sections, pending.get()):
                 s.chart = uri
@@ -146,6 +147,7 @@ def build_report(
 
     runs = _inventory(runset.runs, valid, pair, nights)
     warnings += _run_warnings(runset.runs, pair)
+    warnings += resilience_section.notes if resilience_section else []
     invalid_rows = [
         InvalidSample(str(r.run_id), str(r.platform), str(r.metric), f"{r.value:g}" if isinstance(r.value, float) else str(r.value), str(r.reason))
         for r in invalid.head(MAX_INVALID_LISTED).itertuples(index=False)
@@ -171,6 +173,7 @@ def build_report(
         warnings=warnings,
         costs=costs,
         verdict_counts={v: counts.get(v, 0) for v in VERDICTS},
+        resilience=resilience_section,
     )
     phase("report content ready")
     return report

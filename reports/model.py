@@ -211,3 +211,4 @@ class Report:
     warnings: list[str]
     costs: CostTable | None
     verdict_counts: dict[str, int]
+    resilience: object | None = None  # reports.resilience.ResilienceSection (that module imports this one)

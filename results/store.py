@@ -300,6 +300,7 @@ class RunSet:
     runs: list[RunInfo]
     warnings: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)  # run folders that could not be read
+    dirs: dict[str, Path] = field(default_factory=dict)  # run_id -> its folder (for per-run files: timelines)
 
     def runs_frame(self) -> pd.DataFrame:
         return pd.DataFrame([r.to_json() for r in self.runs])
@@ -490,7 +491,9 @@ def load_runs(paths: Iterable[Path | str], categorical: bool = False) -> RunSet:
         criteria_tables.append(c)
     samples = _concat(sample_tables, SAMPLES_SCHEMA, categorical)
     criteria = _concat(criteria_tables, CRITERIA_SCHEMA, categorical)
-    return RunSet(samples=samples, criteria=criteria, runs=infos, warnings=warnings, skipped=skipped)
+    dirs = {info.run_id: d for d, info in readable}
+    return RunSet(samples=samples, criteria=criteria, runs=infos, warnings=warnings, skipped=skipped,
+                  dirs={i.run_id: dirs[i.run_id] for i in infos})
 
 
 def _concat(tables: list[pa.Table], schema: pa.Schema, categorical: bool = False) -> pd.DataFrame:

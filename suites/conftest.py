@@ -42,6 +42,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     g.addoption("--namespace", metavar="NAME",
                 help="run workloads in this existing namespace (emptied of okdbench's objects at the end) instead "
                      "of creating one; for service accounts without cluster-wide namespace rights (the CronJob's RBAC)")
+    g.addoption("--disrupt-masters", action="store_true",
+                help="resilience: also disrupt one master VM (default: workers only; a master outage risks etcd quorum)")
     g.addoption("--wait-ready", type=float, default=300.0,
                 help="seconds nodes-ready and csr wait for nodes still turning Ready and CSRs still being "
                      "approved, as right after an install (default 300)")
@@ -175,7 +177,7 @@ def namespace(kube: Kube, okdbench_config: Any, suite_options: SuiteOptions) -> 
 
 
 # What the workloads create, so a shared namespace can be emptied of exactly okdbench's objects.
-_WORKLOAD_KINDS = [("batch/v1", "jobs"), ("v1", "pods"), ("v1", "configmaps"), ("v1", "services"),
+_WORKLOAD_KINDS = [("apps/v1", "deployments"), ("route.openshift.io/v1", "routes"), ("batch/v1", "jobs"), ("v1", "pods"), ("v1", "configmaps"), ("v1", "services"),
                    ("build.openshift.io/v1", "builds"), ("build.openshift.io/v1", "buildconfigs"),
                    ("image.openshift.io/v1", "imagestreams")]
 

@@ -30,6 +30,9 @@ class GuestReport:
     errors: list[str] = field(default_factory=list)  # lines reporting error=
     done: bool = False
     done_uptime_s: float | None = None
+    boots: int = 0  # "boot" lines: more than one when the VM was reset or rebooted
+    alive: list[tuple[int, float]] = field(default_factory=list)  # okdbench.gapwatch: (boot number, host RTC epoch s)
+    gaps_s: list[float] = field(default_factory=list)  # freezes the guest saw within one boot
 
     def probe(self, name: str) -> list[dict[str, str]]:
         return [kv for n, kv in self.probes if n == name]
@@ -64,6 +67,11 @@ def parse_serial(text: str) -> GuestReport:
             report.errors.append(" ".join([kind, *words, f"error={kv['error']}"]))
         if kind == "boot" and "uptime" in kv:
             report.boot_uptime_s = _float(kv["uptime"])
+            report.boots += 1
+        elif kind == "alive" and _float(kv.get("rtc", "")) is not None:
+            report.alive.append((report.boots, _float(kv["rtc"])))
+        elif kind == "gap" and _float(kv.get("seconds", "")) is not None:
+            report.gaps_s.append(_float(kv["seconds"]))
         elif kind == "guest":
             report.guest = kv
         elif kind == "ignition":
@@ -80,6 +88,16 @@ def parse_serial(text: str) -> GuestReport:
             report.done = True
             report.done_uptime_s = _float(kv.get("t", ""))
     return report
+
+
+def outages_s(report: GuestReport) -> list[float]:
+    """Every interruption the guest lived through (1 s resolution, the RTC's): freezes it saw from
+    inside, and for each reset/reboot the host-clock time from its last heartbeat to the next boot's first."""
+    out = list(report.gaps_s)
+    for (boot_a, rtc_a), (boot_b, rtc_b) in zip(report.alive, report.alive[1:]):
+        if boot_b != boot_a:
+            out.append(max(0.0, rtc_b - rtc_a))
+    return out
 
 
 def _float(text: str) -> float | None:

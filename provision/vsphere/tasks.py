@@ -48,9 +48,12 @@ def start_tasks(via: object, phase: str, starts: Mapping[str, Callable[[], vim.T
     return tasks
 
 
-def wait_tasks(tasks: Mapping[str, vim.Task], phase: str, *, timeout: float) -> dict[str, object]:
+def wait_tasks(tasks: Mapping[str, vim.Task], phase: str, *, timeout: float,
+               stall: bool = False) -> dict[str, object]:
     """Wait for every task; return name -> result. Raises TaskFailed at the timeout (pending tasks are
     cancelled), or once every task has ended if any failed, so the caller rolls back a settled state.
+    stall=True: `timeout` counts from the last change of any pending task's progress (a vMotion may
+    take long, but it must keep moving).
     """
     started = time.monotonic()
     pending = dict(tasks)
@@ -59,6 +62,8 @@ def wait_tasks(tasks: Mapping[str, vim.Task], phase: str, *, timeout: float) -> 
     last_report = started
     total = len(tasks)
     poll = POLL_MIN_S
+    progress: dict[str, object] = {}
+    last_move = started
     while pending:
         for name, task in list(pending.items()):
             try:
@@ -68,6 +73,8 @@ def wait_tasks(tasks: Mapping[str, vim.Task], phase: str, *, timeout: float) -> 
                 errors.append(f"{name}: task vanished")
                 del pending[name]
                 continue
+            if stall and progress.get(name) != (info.state, info.progress):
+                progress[name], last_move = (info.state, info.progress), time.monotonic()
             if info.state == vim.TaskInfo.State.success:
                 results[name] = info.result
                 del pending[name]
@@ -77,13 +84,14 @@ def wait_tasks(tasks: Mapping[str, vim.Task], phase: str, *, timeout: float) -> 
         elapsed = time.monotonic() - started
         if not pending:
             break
-        if elapsed > timeout:
+        if (time.monotonic() - last_move if stall else elapsed) > timeout:
             for task in pending.values():  # best effort: a cancelled clone leaves less to roll back
                 try:
                     task.CancelTask()
                 except (vmodl.MethodFault, *CONNECTION_ERRORS):
                     pass
-            raise TaskFailed(f"vsphere {phase}: {len(pending)} of {total} tasks still running after {timeout:.0f}s "
+            raise TaskFailed(f"vsphere {phase}: {len(pending)} of {total} tasks still running after {elapsed:.0f}s "
+                             f"{'with no progress for ' + format(timeout, '.0f') + 's ' if stall else ''}"
                              f"({', '.join(sorted(pending))}); vCenter is overloaded or stuck")
         if time.monotonic() - last_report >= PROGRESS_EVERY_S:
             last_report = time.monotonic()

@@ -18,6 +18,7 @@ from pyVmomi import vim, vmodl
 
 from plumbing.errors import UserError
 from provision.spec import ClusterSpec
+from provision.vsphere.ha import ha_config
 from provision.vsphere.inventory import Inventory, entity_path, find, paths, resolve, vms_named
 from provision.vsphere.connect import connection_guard
 from provision.vsphere.plan import CLUSTER_KEY, NODE_KEY, VmPlan, extra_config, ownership_marks, vm_plans
@@ -347,6 +348,7 @@ def facts(si: vim.ServiceInstance, spec: ClusterSpec) -> dict:
         # Singular keys match the KVM facts, so reports can put the platforms side by side.
         out["esxi_version"] = ", ".join(out["esxi_versions"]) or "unknown"
         out["host_cpu_model"] = ", ".join(out["host_cpu_models"]) or "unknown"
+        out["ha"] = ha_config(cluster)  # a fact only: okdbench never fails a host to test HA
     ds = find(si, inv_paths.datastore)
     if isinstance(ds, vim.Datastore):
         out["datastore"] = ds.name

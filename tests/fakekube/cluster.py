@@ -24,6 +24,7 @@ from tests.fakekube.resources import Registry, Resource
 from tests.fakekube.router import RouterServer
 from tests.fakekube.server import Api, ApiHTTPServer, Faults, LoggedRequest
 from tests.fakekube.store import ApiError, Store, now_rfc3339
+from tests.fakekube.workloads import Workloads
 
 
 @dataclass
@@ -93,6 +94,7 @@ class FakeCluster:
         self._lock = threading.Lock()
         self.api = Api(self)
         self.controllers = Controllers(self)
+        self.workloads = Workloads(self)
 
         self.ca = CertificateAuthority("fakekube-apiserver-ca")
         leaf = self.ca.issue("kube-apiserver", dns=["localhost", "kubernetes.default.svc"], ips=["127.0.0.1"])

@@ -45,6 +45,7 @@ RESOURCES: list[Resource] = [
     _r("", "v1", "services", "Service", True, ["status"], ["svc"]),
     _r("", "v1", "serviceaccounts", "ServiceAccount", True, [], ["sa"]),
     _r("batch", "v1", "jobs", "Job", True, ["status"]),
+    _r("apps", "v1", "deployments", "Deployment", True, ["status"], ["deploy"]),
     _r("certificates.k8s.io", "v1", "certificatesigningrequests", "CertificateSigningRequest", False,
        ["approval", "status"], ["csr"]),
     _r("config.openshift.io", "v1", "clusteroperators", "ClusterOperator", False, ["status"], ["co"], True),

@@ -68,6 +68,6 @@ class RouterHandler(BaseHTTPRequestHandler):
                 return
             query = parse_qs(url.query).get("query", [""])[0]
             self._send(200, json.dumps(c.prometheus_answer(query)).encode(), "application/json")
-        else:
-            page = b"<html><body><h1>Application is not available</h1></body></html>"
-            self._send(503, page, "text/html")
+        else:  # an application's route (tests/fakekube/workloads.py), or HAProxy's 503 page
+            code, page = c.workloads.backend(host)
+            self._send(code, page, "text/html")

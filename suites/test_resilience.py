@@ -1,0 +1,143 @@
+"""resilience: disrupt node VMs through the hypervisor (freeze, reset, reboot, power-off, live
+migration) and measure, from the cluster's and the clients' side, how long the application suffers.
+
+A Deployment (spec.resilience.replicas, spread across workers, readiness probe) behind a Service
+and a Route is probed from this machine through the ingress while one worker VM is disrupted at
+a time (a master too with --disrupt-masters). Node and pod transitions come from watches.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+
+import pytest
+
+from provision.base import platform_module
+from results.timeline import Timeline, write_timeline
+from suites.disrupt import run_disruption
+from suites.kube import KubeError, path_for
+from suites.prober import Prober
+from suites.resilience import problems, vm_for_node
+from suites.routes import https_get, ingress_ca, route_host
+from suites.transitions import Recorder
+from suites.workers import node_role
+from suites.workloads import render
+
+log = logging.getLogger("okdbench.resilience")
+
+TIMELINE_LEAD_S = 5.0  # requests before t0 kept in the timeline, for the chart's baseline
+
+
+def _targets(kube, spec, pods_on: set[str], masters: bool) -> tuple[list[tuple[str, str, str]], list[str]]:
+    """(role, node, vm) to disrupt: one worker running a replica, and one master when asked."""
+    chosen, notes = [], []
+    nodes = sorted(kube.list(path_for("v1", "nodes")), key=lambda n: n["metadata"]["name"])
+    for role in ["worker"] + (["master"] if masters else []):
+        candidates = [n["metadata"]["name"] for n in nodes if node_role(n) == role]
+        if role == "worker":
+            candidates = [n for n in candidates if n in pods_on]
+        mapped = [(n, vm_for_node(spec, n)) for n in candidates]
+        mapped = [(n, vm) for n, vm in mapped if vm]
+        if mapped:
+            chosen.append((role, *mapped[0]))
+        else:
+            notes.append(f"no {role} VM found for nodes {', '.join(candidates[:3]) or '-'} "
+                         "(name them in resilience.vms)")
+    return chosen, notes
+
+
+def _record_ha_fact(spec, run_writer, insecure: bool, note) -> None:
+    if spec.platform != "vsphere":
+        return
+    try:
+        ha = platform_module("vsphere").hypervisor_facts(spec, insecure=insecure).get("ha", {})
+    except Exception as exc:  # a fact, not the measurement: say so and carry on
+        note(f"vSphere HA configuration not read ({str(exc)[:80]})")
+        return
+    run_writer.update_info(hypervisor={**run_writer.info.hypervisor, "ha": ha})
+
+
+@pytest.mark.criterion("resilience")
+def test_resilience(openshift, namespace, spec, okdbench_config, suite_options, record, note, run_writer, request,
+                    fail_with_evidence):
+    kube = openshift
+    if spec is None:
+        pytest.skip("needs --spec: the disruptions go through the hypervisor the spec names")
+    cfg = spec.resilience
+    insecure = okdbench_config.insecure
+    _record_ha_fact(spec, run_writer, insecure, note)
+
+    name = f"okdbench-resilience-{secrets.token_hex(2)}"
+    kube.create(path_for("apps/v1", "deployments", namespace),
+                render("resilience-deployment", name=name, namespace=namespace, replicas=cfg.replicas, role="worker",
+                       image=suite_options.images["web"]))
+    kube.create(path_for("v1", "services", namespace), render("resilience-service", name=name, namespace=namespace))
+    kube.create(path_for("route.openshift.io/v1", "routes", namespace),
+                render("resilience-route", name=name, namespace=namespace))
+    nodes = [n["metadata"]["name"] for n in kube.list(path_for("v1", "nodes"))]
+    recorder = Recorder(kube, namespace, name, nodes).start()
+    prober = None
+    outcomes = []
+    try:
+        if not recorder.wait(lambda: recorder.ready_pods() >= cfg.replicas, suite_options.workload_timeout):
+            fail_with_evidence(f"{recorder.ready_pods()}/{cfg.replicas} replicas Ready after "
+                               f"{suite_options.workload_timeout:.0f}s", [f"ns/{namespace}"])
+        host = route_host(kube, namespace, name)
+        if not host:
+            fail_with_evidence(f"route {namespace}/{name} got no host", [f"ns/{namespace}"])
+        ca = ingress_ca(kube)
+
+        def fetch() -> int:
+            return https_get(host, "/", ca_pem=ca, address=suite_options.ingress_address, insecure=insecure,
+                             timeout_s=cfg.probe_timeout_s).status
+
+        targets, target_notes = _targets(kube, spec, {n for p, n in recorder.pod_node.items() if n},
+                                         request.config.getoption("disrupt_masters"))
+        for n in target_notes:
+            note(n)
+        if not targets:
+            pytest.skip("; ".join(target_notes))
+        kinds = sorted(cfg.disruptions, key=lambda k: k == "migrate")  # a migrated VM leaves the spec's host: last
+        if "migrate" in kinds and not cfg.migrate_to:
+            kinds.remove("migrate")
+            note("migrate skipped: resilience.migrate_to names no second host")
+        prober = Prober(fetch, cfg.probe_interval_s, max_probes=int(
+            len(targets) * len(kinds) * (cfg.thresholds.recover_s + cfg.settle_s + cfg.freeze_s + 60) / cfg.probe_interval_s),
+            name="resilience-prober").start()
+        for role, node, vm in targets:
+            for kind in kinds:
+                if not recorder.wait(lambda: recorder.node_ready.get(node, True) and recorder.ready_pods() >= cfg.replicas,
+                                     cfg.thresholds.recover_s):
+                    fail_with_evidence(f"cluster not steady before {kind} of {node}", [f"node/{node}", f"ns/{namespace}"])
+                out = run_disruption(kind, spec, vm, node, recorder, prober, insecure=insecure)
+                outcomes.append((role, out))
+                for suffix, (value, unit) in out.metrics().items():
+                    record(f"resilience.{kind}.{suffix}", value, unit, node=node, vm=vm, role=role, disruption=kind)
+                with recorder.changed:
+                    transitions = list(recorder.transitions)
+                t0 = out.t0
+                write_timeline(run_writer.dir, f"{kind}-{role}",
+                               Timeline(disruption=kind, node=node, vm=vm, t0=t0,
+                                        probes=[(p.t - t0, p.latency_ms, p.ok) for p in prober.snapshot()
+                                                if p.t >= t0 - TIMELINE_LEAD_S],
+                                        transitions=[(t.t - t0, t.kind, t.name, t.state) for t in transitions
+                                                     if t.t >= t0 - TIMELINE_LEAD_S]))
+                restore = [p for p in out.problems if "could not be restored" in p]
+                if restore:
+                    run_writer.update_info(warnings=[*run_writer.info.warnings, *restore])
+    finally:
+        if prober is not None:
+            prober.stop()
+        watch_errors = recorder.stop()
+        try:
+            kube.delete(path_for("apps/v1", "deployments", namespace, name))
+        except KubeError as exc:
+            log.warning("could not delete deployment %s: %s", name, exc)
+    for role, out in outcomes:
+        note(f"{out.disruption} {role}: {out.unavailable_s:.1f}s unavailable, {out.errors}/{out.requests} failed")
+    found = [p for _, out in outcomes for p in problems(out, cfg.thresholds)]
+    if watch_errors:
+        found.append(f"watch failed: {watch_errors[0]}")
+    if found:
+        fail_with_evidence("; ".join(found), [f"node/{node}" for _, node, _ in targets] + [f"ns/{namespace}"])

@@ -1,0 +1,83 @@
+"""The report's Resilience section from run folders of known truth (synthetic runs + timelines)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from reports import analysis, resilience
+from reports.render import render_html
+from reports.synthetic import MetricTruth, PlatformTruth, write_platform
+from results.store import load_runs
+from results.timeline import Timeline, read_timelines, write_timeline
+
+
+def _truth(platform: str, unavailable: float, seed_shift: float = 0.0) -> PlatformTruth:
+    m = [MetricTruth("resilience.power-off.unavailable_s", unavailable, "s", suite="resilience", samples=1, run_sd=0.08),
+         MetricTruth("resilience.power-off.recover_s", 330.0, "s", suite="resilience", samples=1),
+         MetricTruth("resilience.migrate.errors", 1.0, "count", suite="resilience", samples=1, run_sd=0.0, sample_sd=0.0),
+         MetricTruth("build.duration", 100.0 + seed_shift)]
+    return PlatformTruth(platform=platform, metrics=m, runs=4)
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    results = tmp_path_factory.mktemp("res-results")
+    rng = np.random.default_rng(3)
+    dirs = write_platform(results, _truth("vsphere", 38.0), rng) + write_platform(results, _truth("kvm", 41.0), rng)
+    for d in dirs:
+        tl = Timeline(disruption="power-off", node="worker-0", vm="okd-worker-0", t0=1e9,
+                      probes=[(t / 10, 4.0, not 0 <= t / 10 < 40) for t in range(-20, 500)],
+                      transitions=[(40.2, "node", "worker-0", "NotReady"), (41.0, "pod", "app-x", "NotReady"),
+                                   (340.0, "pod", "app-x", "Deleted"), (342.0, "pod", "app-y", "Ready"),
+                                   (400.0, "node", "worker-0", "Ready")])
+        write_timeline(d, "power-off-worker", tl)
+    return results
+
+
+def test_sections_group_the_summary_rows_per_disruption_with_a_sentence(corpus):
+    report = analysis.build_report(load_runs([corpus]), baseline="vsphere", candidate="kvm", with_charts=False)
+    res = report.resilience
+    assert [b.disruption for b in res.blocks] == ["power-off", "migrate"]
+    power_off = res.blocks[0]
+    assert [r.metric for r in power_off.rows] == ["resilience.power-off.unavailable_s", "resilience.power-off.recover_s"]
+    row = power_off.rows[0]
+    assert power_off.sentence == (f"A worker power-off cost {row.median_cand:.0f} s of partial unavailability on kvm "
+                                  f"and {row.median_base:.0f} s on vsphere: {row.verdict}.")
+    assert row.runs_base == row.runs_cand == 4  # the run is the unit, as everywhere in the report
+    assert "Failed requests per migration (run median): 1 on kvm, 1 on vsphere." in res.blocks[1].sentence
+    assert res.chart is None and "Power-off of worker-0 on kvm" in res.chart_caption
+    assert "400 failed request(s), 5 node/pod transition(s)" in res.chart_caption
+
+
+def test_html_shows_the_section_and_the_timeline_chart(corpus):
+    report = analysis.build_report(load_runs([corpus]), baseline="vsphere", candidate="kvm")
+    html = render_html(report)
+    assert html.count('id="resilience"') == 1
+    assert "A worker power-off cost" in html and 'id="res-migrate"' in html
+    chart = html.split('id="resilience"', 1)[1]
+    assert '<img class="chart" alt="Timeline of one disruption' in chart and "data:image/png;base64," in chart
+
+
+def test_no_resilience_metrics_no_section(tmp_path):
+    rng = np.random.default_rng(1)
+    for p in ("a", "b"):
+        write_platform(tmp_path, PlatformTruth(platform=p, metrics=[MetricTruth("build.duration", 10.0)], runs=3), rng)
+    report = analysis.build_report(load_runs([tmp_path]), baseline="a", candidate="b", with_charts=False)
+    assert report.resilience is None
+    assert 'id="resilience"' not in render_html(report)
+
+
+def test_a_broken_timeline_is_a_warning_not_a_crash(tmp_path):
+    d = tmp_path / "run"
+    (d / "timelines").mkdir(parents=True)
+    (d / "timelines" / "bad.json").write_text('{"probes": [[1, 2]]}')
+    (d / "timelines" / "huge.json").write_bytes(b" " * (9 * 2**20))
+    warnings: list[str] = []
+    assert read_timelines(d, warnings) == []
+    assert len(warnings) == 2 and "bad.json: timeline skipped (ValueError: not enough values" in warnings[0] and "larger than 8 MiB" in warnings[1]
+
+
+def test_split_metric():
+    assert resilience.split_metric("resilience.power-off.unavailable_s") == ("power-off", "unavailable_s")
+    assert resilience.split_metric("build.duration") is None
