@@ -18,6 +18,7 @@ import pandas as pd
 
 from plumbing.errors import UserError
 from reports import aggregate, charts, stats, trends, validity
+from reports.i18n import ENGLISH, Language, language
 from reports.model import (
     MIN_RUNS,
     CostTable,
@@ -41,6 +42,7 @@ STAGE_PREFIX = "build.stage."
 TIME_UNITS = validity.TIME_UNITS
 MAX_INVALID_LISTED = 200
 MAX_HEADLINES = 10
+RUNS_NEEDED_SHOWN = 50  # beyond this the number only says "fix the noise first"
 
 
 class _Phase:
@@ -84,8 +86,11 @@ def build_report(
     costs: CostTable | None = None,
     title: str | None = None,
     with_charts: bool = True,
+    lang: str = "en",
 ) -> Report:
     phase = _Phase()
+    tr = language(lang)
+    _ = tr.gettext
     if not runset.runs:
         raise UserError("no run folders could be read; pass folders that contain run.json (results/<run_id>/)")
     run_platform = {r.run_id: r.platform for r in runset.runs}
@@ -94,7 +99,7 @@ def build_report(
     pair = [base, cand]
     colors = charts.color_for(pair)
     warnings: list[str] = []
-    warnings += [f"skipped unreadable run folder {s}" for s in runset.skipped]
+    warnings += [_("skipped unreadable run folder %(folder)s") % {"folder": s} for s in runset.skipped]
     warnings += list(runset.warnings)
 
     samples = runset.samples
@@ -113,24 +118,24 @@ def build_report(
     phase("run medians")
 
     nightly = trends.nightly_series(rm.dropna(subset=["night"]))
-    trend_list, breaks = trends.analyse_trends(nightly, attrs, acks or [], opts)
+    trend_list, breaks = trends.analyse_trends(nightly, attrs, acks or [], opts, tr)
     phase("trends")
 
     # Charts need only the run medians and trends: render them in worker processes while this
     # process does the comparisons (the two together are most of a large report's time).
     metric_order = _metric_order(attrs)
     pending = (
-        charts.start_many(_chart_jobs(metric_order, attrs, valid, rm, nightly, breaks, colors, pair))
+        charts.start_many(_chart_jobs(metric_order, attrs, valid, rm, nightly, breaks, colors, pair, tr))
         if with_charts
         else None
     )
     try:
         quant = aggregate.sample_quantiles(valid)
-        summary = _summary(rm, valid, quant, attrs, base, cand, opts)
+        summary = _summary(rm, valid, quant, attrs, base, cand, opts, tr)
         phase("comparisons")
         criteria = _criteria(runset.criteria, runset.runs, pair)
         sections = _sections(summary, quant, attrs, pair)
-        stage_table, stage_chart = _stages(rm, attrs, pair, with_charts)
+        stage_table, stage_chart = _stages(rm, attrs, pair, with_charts, tr)
         if pending is not None:
             for s, uri in zip(sections, pending.get()):
                 s.chart = uri
@@ -145,21 +150,21 @@ def build_report(
         s.trends = by_metric.get(s.metric, [])
 
     runs = _inventory(runset.runs, valid, pair, nights)
-    warnings += _run_warnings(runset.runs, pair)
+    warnings += _run_warnings(runset.runs, pair, tr)
     invalid_rows = [
         InvalidSample(str(r.run_id), str(r.platform), str(r.metric), f"{r.value:g}" if isinstance(r.value, float) else str(r.value), str(r.reason))
         for r in invalid.head(MAX_INVALID_LISTED).itertuples(index=False)
     ]
     counts = Counter(r.verdict for r in summary)
     report = Report(
-        title=title or f"OKD on {cand} compared with {base}",
+        title=title or _("OKD on %(candidate)s compared with %(baseline)s") % {"candidate": cand, "baseline": base},
         generated=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         baseline=base,
         candidate=cand,
         platforms=pair,
         options=opts,
         summary=summary,
-        headlines=_headlines(summary),
+        headlines=_headlines(summary, tr),
         criteria=criteria,
         sections=sections,
         stage_chart=stage_chart,
@@ -171,6 +176,7 @@ def build_report(
         warnings=warnings,
         costs=costs,
         verdict_counts={v: counts.get(v, 0) for v in VERDICTS},
+        lang=tr.code,
     )
     phase("report content ready")
     return report
@@ -180,9 +186,9 @@ def build_report(
 
 
 def _summary(
-    rm: pd.DataFrame, valid: pd.DataFrame, quant: pd.DataFrame, attrs: pd.DataFrame, base: str, cand: str, opts: Options
+    rm: pd.DataFrame, valid: pd.DataFrame, quant: pd.DataFrame, attrs: pd.DataFrame, base: str, cand: str, opts: Options,
+    tr: Language = ENGLISH,
 ) -> list[MetricRow]:
-    rng = np.random.default_rng(opts.seed)
     groups = {k: g for k, g in rm.groupby(["metric", "platform"], sort=False)}
     qidx = quant.set_index(["platform", "metric"]) if len(quant) else None
     rows: list[MetricRow] = []
@@ -192,11 +198,15 @@ def _summary(
         gc = groups.get((metric, cand))
         xb = gb["median"].to_numpy() if gb is not None else np.array([])
         xc = gc["median"].to_numpy() if gc is not None else np.array([])
-        comparisons.append((metric, gb, gc, stats.compare_runs(xb, xc, opts, rng)))
-    holm = stats.holm(
-        [c.p_value if c.n_base >= MIN_RUNS and c.n_cand >= MIN_RUNS else None for *_, c in comparisons]
-    )
-    for (metric, gb, gc, c), p_holm in zip(comparisons, holm):
+        comparisons.append((metric, gb, gc, stats.compare_runs(xb, xc, opts)))
+    family = [c.p_value if c.n_base >= MIN_RUNS and c.n_cand >= MIN_RUNS else None for *_, c in comparisons]
+    holm = stats.holm(family)
+    levels = stats.holm_levels(family, opts.alpha)
+    for (metric, gb, gc, c), p_holm, level in zip(comparisons, holm, levels):
+        if level is not None:
+            # The interval at the level Holm tested this metric: it agrees with the verdict's test.
+            c.ci_low, c.ci_high = stats.interval(gb["median"].to_numpy(), gc["median"].to_numpy(), level, opts)
+            c.ci_level = level
         better = str(attrs.at[metric, "better"])
         unit = str(attrs.at[metric, "unit"])
         verdict = stats.verdict(c, p_holm, better, opts)
@@ -226,6 +236,7 @@ def _summary(
             ratio=c.ratio,
             ci_low=c.ci_low,
             ci_high=c.ci_high,
+            ci_level=c.ci_level,
             p_value=c.p_value,
             p_holm=p_holm,
             effect_size=c.effect_size,
@@ -234,70 +245,83 @@ def _summary(
             runs_needed=c.runs_needed if verdict in ("no significant difference", "variance too high", "not enough samples") else None,
             sentence="",
         )
-        row.sentence = sentence(row, opts)
+        row.sentence = sentence(row, opts, tr)
         rows.append(row)
     return rows
 
 
-def _pct(r: float | None, signed: bool = True) -> str:
-    if r is None or not math.isfinite(r):
-        return "n/a"
-    v = (r - 1.0) * 100.0
-    return f"{v:+.1f} %" if signed else f"{abs(v):.1f} %"
-
-
-def sentence(row: MetricRow, opts: Options) -> str:
-    """One plain-language sentence a manager can quote."""
+def sentence(row: MetricRow, opts: Options, tr: Language = ENGLISH) -> str:
+    """One plain-language sentence a manager can quote, in the report's language."""
+    _, ngettext = tr.gettext, tr.ngettext
     b, c = row.baseline, row.candidate
-    per_run = _samples_per_run(row)
-    runs = (
-        f"{row.runs_base} runs per platform"
-        if row.runs_base == row.runs_cand
-        else f"{row.runs_cand} runs on {c}, {row.runs_base} on {b}"
-    )
-    target = f"{opts.detectable_difference * 100:g} %"
-    power = f"{opts.power * 100:g} %"
+    if row.runs_base == row.runs_cand:
+        runs = ngettext("%(n)s run per platform", "%(n)s runs per platform", row.runs_base) % {"n": row.runs_base}
+    else:
+        runs = _("%(nc)s runs on %(c)s, %(nb)s on %(b)s") % {"nc": row.runs_cand, "c": c, "nb": row.runs_base, "b": b}
+    target = tr.pct(opts.detectable_difference, decimals=0)
+    power = tr.pct(opts.power, decimals=0)
+    level = tr.level(row.ci_level if row.ci_level is not None else 1 - opts.alpha)
     if row.verdict == "not enough samples":
         short = [(p, n) for p, n in ((b, row.runs_base), (c, row.runs_cand)) if n < MIN_RUNS]
-        need = "; ".join(f"{p} has {n} run{'s' if n != 1 else ''}, needs {MIN_RUNS - n} more" for p, n in short)
-        text = f"{row.metric}: not enough runs to judge ({need}; at least {MIN_RUNS} runs per platform are needed, however many samples each run holds)."
+        need = "; ".join(
+            ngettext("%(p)s has %(n)s run, needs %(more)s more", "%(p)s has %(n)s runs, needs %(more)s more", n)
+            % {"p": p, "n": n, "more": MIN_RUNS - n}
+            for p, n in short
+        )
+        text = _(
+            "%(metric)s: not enough runs to judge (%(need)s; at least %(min)s runs per platform are needed, "
+            "however many samples each run holds)."
+        ) % {"metric": row.metric, "need": need, "min": MIN_RUNS}
         if row.runs_needed:
-            text += f" To detect a {target} difference at {power} power, plan about {row.runs_needed} runs per platform."
+            text += " " + _("To detect a %(target)s difference at %(power)s power, plan about %(n)s runs per platform.") % {
+                "target": target, "power": power, "n": _capped(row.runs_needed, tr)}
         return text
     change = row.ratio
     if row.verdict in ("better", "worse") and change is not None:
-        is_time = row.unit in TIME_UNITS
         up = change > 1
-        word = ("longer" if up else "shorter") if is_time else ("higher" if up else "lower")
-        verb = "takes" if is_time else "is"
+        if row.unit in TIME_UNITS:
+            template = _("%(metric)s on %(c)s takes %(pct)s longer than on %(b)s (%(ci)s): %(verdict)s; %(runs)s, %(per_run)s samples per run.") if up \
+                else _("%(metric)s on %(c)s takes %(pct)s less time than on %(b)s (%(ci)s): %(verdict)s; %(runs)s, %(per_run)s samples per run.")
+        else:
+            template = _("%(metric)s on %(c)s is %(pct)s higher than on %(b)s (%(ci)s): %(verdict)s; %(runs)s, %(per_run)s samples per run.") if up \
+                else _("%(metric)s on %(c)s is %(pct)s lower than on %(b)s (%(ci)s): %(verdict)s; %(runs)s, %(per_run)s samples per run.")
         lo, hi = row.ci_low, row.ci_high
         if lo is not None and hi is not None and (lo - 1) * (hi - 1) > 0:
-            ci = f"95 % CI {abs(lo - 1) * 100:.1f}–{abs(hi - 1) * 100:.1f} %" if up else f"95 % CI {abs(hi - 1) * 100:.1f}–{abs(lo - 1) * 100:.1f} %"
+            a, z = sorted((abs(lo - 1), abs(hi - 1)))
+            ci = _("%(level)s CI %(lo)s to %(hi)s") % {"level": level, "lo": tr.pct(a), "hi": tr.pct(z)}
         else:
-            ci = f"95 % CI {_pct(lo)} to {_pct(hi)}"
-        return (
-            f"{row.metric} on {c} {verb} {_pct(change, signed=False)} {word} than on {b} ({ci}): {row.verdict}; "
-            f"{runs}, {per_run} samples per run."
-        )
+            ci = _("%(level)s CI %(lo)s to %(hi)s") % {"level": level, "lo": tr.ratio_pct(lo), "hi": tr.ratio_pct(hi)}
+        return template % {
+            "metric": row.metric, "c": c, "b": b, "pct": tr.ratio_pct(change, signed=False), "ci": ci,
+            "verdict": _(row.verdict), "runs": runs, "per_run": _samples_per_run(row),
+        }
     if row.verdict == "variance too high":
-        cvs = ", ".join(f"{p} {v * 100:.0f} %" for p, v in ((b, row.cv_base), (c, row.cv_cand)) if v is not None)
-        text = (
-            f"{row.metric}: runs vary too much to judge (run-to-run CV {cvs}; limit {opts.cv_limit * 100:g} %); "
-            f"the runs show {c} at {_pct(change)} against {b}."
-        )
+        cvs = ", ".join(f"{p} {tr.pct(v, decimals=0)}" for p, v in ((b, row.cv_base), (c, row.cv_cand)) if v is not None)
+        text = _(
+            "%(metric)s: runs vary too much to judge (run-to-run CV %(cvs)s; limit %(limit)s); "
+            "the runs show %(c)s at %(change)s against %(b)s."
+        ) % {"metric": row.metric, "cvs": cvs, "limit": tr.pct(opts.cv_limit, decimals=0), "c": c,
+             "change": tr.ratio_pct(change), "b": b}
         if row.runs_needed:
-            text += f" Reduce the noise, or plan about {row.runs_needed} runs per platform to detect a {target} difference at {power} power."
+            text += " " + _(
+                "Reduce the noise, or plan about %(n)s runs per platform to detect a %(target)s difference at %(power)s power."
+            ) % {"n": _capped(row.runs_needed, tr), "target": target, "power": power}
         return text
-    text = (
-        f"{row.metric}: no significant difference between {c} and {b} ({_pct(change)}, 95 % CI {_pct(row.ci_low)} to {_pct(row.ci_high)}); {runs}."
-    )
+    text = _("%(metric)s: no significant difference between %(c)s and %(b)s (%(change)s, %(level)s CI %(lo)s to %(hi)s); %(runs)s.") % {
+        "metric": row.metric, "c": c, "b": b, "change": tr.ratio_pct(change), "level": level,
+        "lo": tr.ratio_pct(row.ci_low), "hi": tr.ratio_pct(row.ci_high), "runs": runs}
     if row.runs_needed:
         have = max(row.runs_base, row.runs_cand)
         if row.runs_needed > have:
-            text += f" To detect a {target} difference at {power} power, about {row.runs_needed} runs per platform are needed."
+            text += " " + _("To detect a %(target)s difference at %(power)s power, about %(n)s runs per platform are needed.") % {
+                "target": target, "power": power, "n": _capped(row.runs_needed, tr)}
         else:
-            text += f" With these runs a {target} difference would most likely have been seen."
+            text += " " + _("With these runs a %(target)s difference would most likely have been seen.") % {"target": target}
     return text
+
+
+def _capped(n: int, tr: Language) -> str:
+    return tr.num(n) if n <= RUNS_NEEDED_SHOWN else "> " + tr.num(RUNS_NEEDED_SHOWN)
 
 
 def _samples_per_run(row: MetricRow) -> str:
@@ -307,7 +331,7 @@ def _samples_per_run(row: MetricRow) -> str:
     return f"~{round((row.samples_base + row.samples_cand) / runs):d}"
 
 
-def _headlines(rows: list[MetricRow]) -> list[str]:
+def _headlines(rows: list[MetricRow], tr: Language = ENGLISH) -> list[str]:
     # Biggest change first; a ratio of 0 (e.g. findings 2 -> 0) is the biggest there is.
     decided = sorted(
         (r for r in rows if r.verdict in ("better", "worse") and r.ratio is not None),
@@ -315,7 +339,7 @@ def _headlines(rows: list[MetricRow]) -> list[str]:
     )
     out = [r.sentence for r in decided[:MAX_HEADLINES]]
     if len(decided) > MAX_HEADLINES:
-        out.append(f"… and {len(decided) - MAX_HEADLINES} more significant differences in the table below.")
+        out.append(tr.gettext("… and %(n)s more significant differences in the table below.") % {"n": len(decided) - MAX_HEADLINES})
     return out
 
 
@@ -376,7 +400,7 @@ def _metric_order(attrs: pd.DataFrame) -> list[str]:
     return sorted(attrs.index, key=lambda m: (str(attrs.at[m, "suite"]), m))
 
 
-def _chart_jobs(metrics, attrs, valid, rm, nightly, breaks, colors, pair) -> list[tuple[str, tuple]]:
+def _chart_jobs(metrics, attrs, valid, rm, nightly, breaks, colors, pair, tr: Language = ENGLISH) -> list[tuple[str, tuple]]:
     """One combined chart per metric (distribution + nightly trend), in `metrics` order."""
     sample_idx = valid.groupby(["metric", "platform"], observed=True, sort=False).indices
     values = valid["value"].to_numpy(dtype=float)
@@ -393,11 +417,11 @@ def _chart_jobs(metrics, attrs, valid, rm, nightly, breaks, colors, pair) -> lis
             g = nightly_groups.get((metric, p))
             if g is not None and len(g) >= 2:
                 tseries.append((p, list(g["night"]), g["value"].to_numpy(dtype=float), breaks.get((metric, p), [])))
-        jobs.append(("metric", (metric, str(attrs.at[metric, "unit"]), series, tseries, colors)))
+        jobs.append(("metric", (metric, str(attrs.at[metric, "unit"]), series, tseries, colors, tr.code)))
     return jobs
 
 
-def _stages(rm: pd.DataFrame, attrs: pd.DataFrame, pair: list[str], with_charts: bool):
+def _stages(rm: pd.DataFrame, attrs: pd.DataFrame, pair: list[str], with_charts: bool, tr: Language = ENGLISH):
     stage_metrics = [m for m in attrs.index if m.startswith(STAGE_PREFIX)]
     if not stage_metrics:
         return [], None
@@ -417,7 +441,7 @@ def _stages(rm: pd.DataFrame, attrs: pd.DataFrame, pair: list[str], with_charts:
             if entry[p] is not None:
                 grid[i, j] = entry[p]
         table.append(entry)
-    chart = charts.stage_chart([m[len(STAGE_PREFIX):] for m in order], pair, grid, unit) if with_charts else None
+    chart = charts.stage_chart([m[len(STAGE_PREFIX):] for m in order], pair, grid, unit, tr.code) if with_charts else None
     return table, chart
 
 
@@ -465,14 +489,13 @@ def _inventory(runs: list[RunInfo], valid: pd.DataFrame, pair: list[str], nights
     counts = valid.groupby("run_id", observed=True).size() if len(valid) else pd.Series(dtype=int)
     out = []
     for r in sorted(runs, key=lambda r: (r.platform, r.started or "", r.run_id)):
-        status = r.status if r.platform in pair else f"{r.status} (not in this comparison)"
         out.append(
             RunEntry(
                 run_id=r.run_id,
                 platform=r.platform,
                 cluster=r.cluster,
                 date=nights.get(r.run_id, ""),
-                status=status,
+                status=r.status,
                 okd_version=r.okd_version or "",
                 nodes=_nodes_text(r),
                 hypervisor=_hypervisor_text(r),
@@ -492,32 +515,41 @@ def is_emulated(info: RunInfo) -> bool:
     return domain == "qemu"
 
 
-def _run_warnings(runs: list[RunInfo], pair: list[str]) -> list[str]:
+def _run_warnings(runs: list[RunInfo], pair: list[str], tr: Language = ENGLISH) -> list[str]:
+    _, ngettext = tr.gettext, tr.ngettext
     warnings = []
     in_pair = [r for r in runs if r.platform in pair]
     not_done = [r for r in in_pair if r.status != "complete"]
     if not_done:
         kinds = Counter(r.status for r in not_done)
-        text = ", ".join(f"{n} {k}" for k, n in sorted(kinds.items()))
-        warnings.append(f"{text} run(s) included: their recorded samples are used; they are marked in the inventory")
+        text = ", ".join(f"{n} {_(k)}" for k, n in sorted(kinds.items()))
+        warnings.append(_("runs not complete included (%(kinds)s): their recorded samples are used; they are marked in the inventory") % {"kinds": text})
     sizes = {p: sorted({_nodes_text(r) for r in in_pair if r.platform == p and r.nodes}) for p in pair}
     if all(sizes[p] for p in pair) and sizes[pair[0]] != sizes[pair[1]]:
         warnings.append(
-            "cluster sizes differ between platforms: "
-            + "; ".join(f"{p}: {' | '.join(sizes[p])}" for p in pair)
-            + " — differences may come from the sizing, not the hypervisor"
+            _("cluster sizes differ between platforms: %(sizes)s — differences may come from the sizing, not the hypervisor")
+            % {"sizes": "; ".join(f"{p}: {' | '.join(sizes[p])}" for p in pair)}
         )
     for p in pair:
         emulated = [r for r in in_pair if r.platform == p and is_emulated(r)]
         if emulated:
             warnings.append(
-                f"{p}: {len(emulated)} run(s) ran on a software-emulated hypervisor (QEMU TCG, no KVM acceleration): "
-                "their timings say nothing about production performance"
+                ngettext(
+                    "%(p)s: %(n)s run ran on a software-emulated hypervisor (QEMU TCG, no KVM acceleration): "
+                    "its timings say nothing about production performance",
+                    "%(p)s: %(n)s runs ran on a software-emulated hypervisor (QEMU TCG, no KVM acceleration): "
+                    "their timings say nothing about production performance",
+                    len(emulated),
+                ) % {"p": p, "n": len(emulated)}
             )
     insecure = [r.run_id for r in in_pair if r.insecure]
     if insecure:
-        warnings.append(f"{len(insecure)} run(s) were made with --insecure (TLS verification off)")
+        warnings.append(
+            ngettext("%(n)s run was made with --insecure (TLS verification off)",
+                     "%(n)s runs were made with --insecure (TLS verification off)", len(insecure)) % {"n": len(insecure)}
+        )
     run_msgs = Counter(w for r in in_pair for w in r.warnings)
     for msg, n in sorted(run_msgs.items()):
-        warnings.append(f"{msg} ({n} run{'s' if n != 1 else ''})" if n > 1 else msg)
+        # Recorded by the runs (English): shown as recorded.
+        warnings.append(f"{msg} ({n} runs)" if n > 1 else msg)
     return warnings

@@ -16,6 +16,8 @@ import matplotlib
 matplotlib.use("Agg")
 
 import numpy as np  # noqa: E402
+
+from reports.i18n import language  # noqa: E402
 from matplotlib import rc_context  # noqa: E402
 from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
@@ -87,7 +89,7 @@ def distribution_chart(
     return metric_chart(metric, unit, series, [], colors)
 
 
-def metric_chart(metric: str, unit: str, series, trend_series, colors: dict[str, str]) -> str:
+def metric_chart(metric: str, unit: str, series, trend_series, colors: dict[str, str], lang: str = "en") -> str:
     """Distribution (top) and, when there are several nights, the nightly trend (bottom) in one image."""
     with rc_context(STYLE):
         dist_h = 0.75 + 0.5 * len(series)
@@ -98,7 +100,7 @@ def metric_chart(metric: str, unit: str, series, trend_series, colors: dict[str,
             ax1, ax2 = fig.subplots(2, 1, gridspec_kw={"height_ratios": [dist_h - 0.6, trend_h - 0.6]})
             fig.subplots_adjust(left=0.16, right=0.98, top=1 - 0.1 / height, bottom=0.35 / height, hspace=0.9 / (height / 2))
             _draw_distribution(ax1, metric, unit, series, colors)
-            _draw_trend(ax2, unit, trend_series, colors)
+            _draw_trend(ax2, unit, trend_series, colors, lang)
         else:
             fig.subplots_adjust(left=0.16, right=0.98, top=1 - 0.1 / height, bottom=0.5 / height)
             _draw_distribution(fig.add_subplot(), metric, unit, series, colors)
@@ -110,7 +112,7 @@ def _box_stats(v: np.ndarray) -> dict:
     return {"whislo": q01, "q1": q25, "med": q50, "q3": q75, "whishi": q99, "fliers": []}
 
 
-def stage_chart(stages: Sequence[str], platforms: Sequence[str], seconds: np.ndarray, unit: str) -> str:
+def stage_chart(stages: Sequence[str], platforms: Sequence[str], seconds: np.ndarray, unit: str, lang: str = "en") -> str:
     """Stacked horizontal bars: median time per build stage (columns) per platform (rows)."""
     with rc_context(STYLE):
         height = 1.3 + 0.45 * len(platforms)
@@ -125,12 +127,13 @@ def stage_chart(stages: Sequence[str], platforms: Sequence[str], seconds: np.nda
             left += width
         ax.set_yticks(range(len(platforms)), list(platforms))
         ax.invert_yaxis()
-        ax.set_xlabel(f"median per stage ({unit})" if unit else "median per stage")
+        _ = language(lang).gettext
+        ax.set_xlabel(_("median per stage (%(unit)s)") % {"unit": unit} if unit else _("median per stage"))
         ax.legend(ncols=min(len(stages), 5), loc="lower center", bbox_to_anchor=(0.5, 1.0), frameon=False, fontsize=7)
         return _data_uri(fig)
 
 
-def _draw_trend(ax, unit: str, series, colors: dict[str, str]) -> None:
+def _draw_trend(ax, unit: str, series, colors: dict[str, str], lang: str = "en") -> None:
     import matplotlib.dates as mdates
 
     for platform, nights, values, bkps in series:
@@ -147,7 +150,8 @@ def _draw_trend(ax, unit: str, series, colors: dict[str, str]) -> None:
     locator = mdates.AutoDateLocator(minticks=3, maxticks=6)
     ax.xaxis.set_major_locator(locator)
     ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator, show_offset=False))
-    ax.set_ylabel(f"nightly median ({unit})" if unit else "nightly median")
+    _ = language(lang).gettext
+    ax.set_ylabel(_("nightly median (%(unit)s)") % {"unit": unit} if unit else _("nightly median"))
     ax.yaxis.set_major_locator(MaxNLocator(4))
     ax.grid(axis="y", color="#ddd", linewidth=0.5)
     # A fixed corner: loc="best" tests every line point for overlap, slow on a year of nights.

@@ -54,6 +54,7 @@ class Comparison:
     runs_needed: int | None  # per platform, to detect Options.detectable_difference at Options.power
     test: str
     log_scale: bool
+    ci_level: float | None = None
 
 
 @dataclass
@@ -86,6 +87,7 @@ class MetricRow:
     verdict: str
     runs_needed: int | None
     sentence: str
+    ci_level: float | None = None  # confidence of [ci_low, ci_high]: the level the verdict's test used
 
     @property
     def change_pct(self) -> float | None:
@@ -211,3 +213,4 @@ class Report:
     warnings: list[str]
     costs: CostTable | None
     verdict_counts: dict[str, int]
+    lang: str = "en"  # the language its sentences were written in (reports.i18n.LANGUAGES)

@@ -101,7 +101,7 @@ def test_html_lists_exclusions_warnings_and_incomplete_runs(html):
 
 def test_validation_matrix_compares_pass_rates(html):
     # upgrade: 4/4 passed on vsphere, 0/4 on kvm (the killed run recorded no criteria)
-    assert "0/4 (0.0 %)" in html and "4/4 (100.0 %)" in html
+    assert "0/4 (0.0\xa0%)" in html and "4/4 (100.0\xa0%)" in html
     assert ">0.029</td>" in html  # Fisher's exact, two-sided, for 4/4 vs 0/4
 
 
