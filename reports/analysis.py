@@ -39,6 +39,9 @@ from results.store import RunSet
 log = logging.getLogger("okdbench.report")
 
 STAGE_PREFIX = "build.stage."
+# Counts of audit findings describe the configuration, not its performance: a variant built
+# without the findings is "better" by construction. They are listed with the audit, never judged.
+AUDIT_PREFIX = "audit.findings."
 TIME_UNITS = validity.TIME_UNITS
 MAX_INVALID_LISTED = 200
 MAX_HEADLINES = 10
@@ -110,6 +113,8 @@ def build_report(
     valid, invalid = validity.split_invalid(samples)
     phase(f"{len(valid)} valid samples, {len(invalid)} invalid")
 
+    audit_rows = _audit_counts(valid, pair)
+    valid = valid[~valid["metric"].astype(str).str.startswith(AUDIT_PREFIX)] if len(audit_rows) else valid
     attrs, attr_warnings = aggregate.metric_attributes(valid)
     warnings += attr_warnings
     rm = aggregate.run_medians(valid)
@@ -177,6 +182,7 @@ def build_report(
         costs=costs,
         verdict_counts={v: counts.get(v, 0) for v in VERDICTS},
         lang=tr.code,
+        audit_findings=audit_rows,
     )
     phase("report content ready")
     return report
@@ -332,7 +338,7 @@ def _samples_per_run(row: MetricRow) -> str:
 
 
 def _headlines(rows: list[MetricRow], tr: Language = ENGLISH) -> list[str]:
-    # Biggest change first; a ratio of 0 (e.g. findings 2 -> 0) is the biggest there is.
+    # Biggest change first; a ratio of 0 is the biggest there is.
     decided = sorted(
         (r for r in rows if r.verdict in ("better", "worse") and r.ratio is not None),
         key=lambda r: -abs(math.log(r.ratio)) if r.ratio > 0 else -math.inf,
@@ -344,6 +350,30 @@ def _headlines(rows: list[MetricRow], tr: Language = ENGLISH) -> list[str]:
 
 
 # ---------------------------------------------------------------- criteria
+
+
+def _audit_counts(valid: pd.DataFrame, pair: list[str]) -> list[dict[str, object]]:
+    """Per audit-finding metric: the median count per run on each platform (and the runs it covers)."""
+    if valid.empty:
+        return []
+    metrics = valid["metric"].astype(str)
+    audit = valid[metrics.str.startswith(AUDIT_PREFIX).to_numpy()]
+    if audit.empty:
+        return []
+    per_run = audit.groupby(["metric", "platform", "run_id"], observed=True)["value"].median()
+    out = []
+    for metric in sorted({str(m) for m in audit["metric"].unique()}):
+        row: dict[str, object] = {"metric": metric}
+        for p in pair:
+            try:
+                v = per_run.loc[(metric, p)]
+            except KeyError:
+                row[p], row[f"{p} runs"] = None, 0
+                continue
+            row[p], row[f"{p} runs"] = float(v.median()), int(len(v))
+        out.append(row)
+    return out
+
 
 
 def _criteria(criteria: pd.DataFrame, runs: list[RunInfo], pair: list[str]) -> list[CriterionRow]:

@@ -214,3 +214,4 @@ class Report:
     costs: CostTable | None
     verdict_counts: dict[str, int]
     lang: str = "en"  # the language its sentences were written in (reports.i18n.LANGUAGES)
+    audit_findings: list[dict[str, object]] = field(default_factory=list)  # audit.findings.* medians, never verdicts

@@ -276,3 +276,24 @@ def test_known_truth_report_shows_no_confident_interval_for_noisy_metrics(tmp_pa
     row_html = html[html.index('href="#m-provision-vms-duration"'):]
     row_html = row_html[:row_html.index("</tr>")]
     assert "inconclusive: no interval (runs too noisy)" in row_html and "…" not in row_html
+
+
+def test_audit_finding_counts_are_listed_not_judged(tmp_path):
+    from reports.render import render_html
+    from reports.synthetic import MetricTruth, PlatformTruth, write_platform
+    from results.store import load_runs
+
+    rng = np.random.default_rng(34)
+    def metrics(findings):
+        return [MetricTruth("audit.findings.total", findings, unit="count", suite="audit", run_sd=0.0, sample_sd=0.0, samples=1),
+                MetricTruth("build.duration", 100.0, samples=3)]
+    write_platform(tmp_path, PlatformTruth("kvm-default", metrics(2.0), runs=3), rng)
+    write_platform(tmp_path, PlatformTruth("kvm-tuned", metrics(1e-9), runs=3), rng)  # ~0 findings
+    report = build_report(load_runs([tmp_path]), "kvm-default", "kvm-tuned", with_charts=False)
+    assert [r.metric for r in report.summary] == ["build.duration"]
+    assert [s.metric for s in report.sections] == ["build.duration"]
+    assert sum(report.verdict_counts.values()) == 1
+    assert report.audit_findings == [{"metric": "audit.findings.total", "kvm-default": 2.0, "kvm-default runs": 3,
+                                      "kvm-tuned": pytest.approx(0.0, abs=1e-6), "kvm-tuned runs": 3}]
+    html = render_html(report)
+    assert "Audit findings" in html and "never enter the performance verdicts" in html
