@@ -17,10 +17,11 @@ import numpy as np
 import pandas as pd
 
 from plumbing.errors import UserError
-from reports import aggregate, charts, stats, trends, validity
+from reports import aggregate, charts, decision, noise, stats, trends, validity
 from reports.i18n import ENGLISH, Language, language
 from reports.model import (
     MIN_RUNS,
+    RUNS_NEEDED_SHOWN,
     CostTable,
     CriterionCell,
     CriterionRow,
@@ -31,6 +32,7 @@ from reports.model import (
     Quantiles,
     Report,
     RunEntry,
+    SkippedGroup,
     VERDICTS,
 )
 from results.schema import RunInfo
@@ -45,7 +47,6 @@ AUDIT_PREFIX = "audit.findings."
 TIME_UNITS = validity.TIME_UNITS
 MAX_INVALID_LISTED = 200
 MAX_HEADLINES = 10
-RUNS_NEEDED_SHOWN = 50  # beyond this the number only says "fix the noise first"
 
 
 class _Phase:
@@ -139,6 +140,7 @@ def build_report(
         summary = _summary(rm, valid, quant, attrs, base, cand, opts, tr)
         phase("comparisons")
         criteria = _criteria(runset.criteria, runset.runs, pair)
+        checked, skipped = _split_skipped(criteria, pair, tr)
         sections = _sections(summary, quant, attrs, pair)
         stage_table, stage_chart = _stages(rm, attrs, pair, with_charts, tr)
         if pending is not None:
@@ -170,7 +172,10 @@ def build_report(
         options=opts,
         summary=summary,
         headlines=_headlines(summary, tr),
-        criteria=criteria,
+        criteria=checked,
+        skipped_criteria=skipped,
+        decision=decision.decision_lines(pair, summary, criteria, costs, tr),
+        noise=noise.noise_advice(summary, _emulated_counts(runset.runs, pair), opts, RUNS_NEEDED_SHOWN, tr),
         sections=sections,
         stage_chart=stage_chart,
         stage_table=stage_table,
@@ -407,6 +412,24 @@ def _criteria(criteria: pd.DataFrame, runs: list[RunInfo], pair: list[str]) -> l
         a, b = cells[pair[0]], cells[pair[1]]
         rows.append(CriterionRow(str(crit), cells, stats.fisher_pass_rates(a.passed, a.checked, b.passed, b.checked)))
     return rows
+
+
+def _split_skipped(rows: list[CriterionRow], pair: list[str], tr: Language) -> tuple[list[CriterionRow], list[SkippedGroup]]:
+    """Criteria checked on some run stay in the matrix; the rest are grouped by their skip reason."""
+    checked, groups = [], {}
+    for row in rows:
+        cells = [row.cells[p] for p in pair]
+        if any(c.checked for c in cells):
+            checked.append(row)
+            continue
+        details = list(dict.fromkeys(c.detail for c in cells if c.detail))
+        reason = " / ".join(details) or tr.gettext("no reason recorded")
+        groups.setdefault(reason, []).append(row.criterion)
+    return checked, [SkippedGroup(reason, names) for reason, names in sorted(groups.items(), key=lambda g: -len(g[1]))]
+
+
+def _emulated_counts(runs: list[RunInfo], pair: list[str]) -> dict[str, tuple[int, int]]:
+    return {p: (sum(is_emulated(r) for r in runs if r.platform == p), sum(r.platform == p for r in runs)) for p in pair}
 
 
 # ---------------------------------------------------------------- per-metric sections

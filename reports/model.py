@@ -20,6 +20,7 @@ VERDICTS: tuple[str, ...] = (
 )
 
 MIN_RUNS = 3  # below this on either side no verdict is given, however many samples the runs hold
+RUNS_NEEDED_SHOWN = 50  # beyond this "runs needed" only says "fix the noise first" (shown as "> 50")
 
 
 @dataclass(frozen=True)
@@ -112,6 +113,12 @@ class CriterionRow:
     criterion: str
     cells: dict[str, CriterionCell]  # platform -> cell
     fisher_p: float | None  # pass rates differ between baseline and candidate?
+
+
+@dataclass
+class SkippedGroup:
+    reason: str  # the recorded skip detail (one per platform when they differ)
+    criteria: list[str]
 
 
 @dataclass
@@ -215,3 +222,6 @@ class Report:
     verdict_counts: dict[str, int]
     lang: str = "en"  # the language its sentences were written in (reports.i18n.LANGUAGES)
     audit_findings: list[dict[str, object]] = field(default_factory=list)  # audit.findings.* medians, never verdicts
+    skipped_criteria: list[SkippedGroup] = field(default_factory=list)  # never checked on any run, by reason
+    decision: list[str] = field(default_factory=list)  # the executive summary's first ≤ 5 lines
+    noise: list[str] = field(default_factory=list)  # what to fix first when runs are too noisy to judge

@@ -14,7 +14,7 @@ import jinja2
 from markupsafe import Markup, escape
 
 from reports.i18n import ENGLISH, language
-from reports.model import MetricRow, Report
+from reports.model import RUNS_NEEDED_SHOWN, MetricRow, Report
 
 TEMPLATES = Path(__file__).parent / "templates"
 
@@ -42,6 +42,7 @@ def _env(lang: str = "en") -> jinja2.Environment:
     env.filters["slug"] = slug
     env.filters["wrap_dots"] = wrap_dots
     env.globals["lang"] = tr.code
+    env.globals["runs_cap"] = RUNS_NEEDED_SHOWN
     env.install_gettext_translations(tr, newstyle=True)
     return env
 
