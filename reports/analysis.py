@@ -127,29 +127,19 @@ def build_report(
     trend_list, breaks = trends.analyse_trends(nightly, attrs, acks or [], opts, tr)
     phase("trends")
 
-    # Charts need only the run medians and trends: render them in worker processes while this
-    # process does the comparisons (the two together are most of a large report's time).
     metric_order = _metric_order(attrs)
-    pending = (
-        charts.start_many(_chart_jobs(metric_order, attrs, valid, rm, nightly, breaks, colors, pair, tr))
-        if with_charts
-        else None
-    )
-    try:
-        quant = aggregate.sample_quantiles(valid)
-        summary = _summary(rm, valid, quant, attrs, base, cand, opts, tr)
-        phase("comparisons")
-        criteria = _criteria(runset.criteria, runset.runs, pair)
-        checked, skipped = _split_skipped(criteria, pair, tr)
-        sections = _sections(summary, quant, attrs, pair)
-        stage_table, stage_chart = _stages(rm, attrs, pair, with_charts, tr)
-        if pending is not None:
-            for s, uri in zip(sections, pending.get()):
-                s.chart = uri
-            phase("charts")
-    finally:
-        if pending is not None:
-            pending.close()
+    # One sort gives both the table's quantiles and the charts' boxes (1st/25th/75th/99th).
+    quant = aggregate.sample_quantiles(valid, tuple(sorted(set(aggregate.QUANTILES) | set(BOX_QUANTILES))))
+    summary = _summary(rm, valid, quant, attrs, base, cand, opts, tr)
+    phase("comparisons")
+    criteria = _criteria(runset.criteria, runset.runs, pair)
+    checked, skipped = _split_skipped(criteria, pair, tr)
+    sections = _sections(summary, quant, attrs, pair)
+    stage_table, stage_chart = _stages(rm, attrs, pair, with_charts, tr)
+    if with_charts:
+        for s, chart in zip(sections, _charts(metric_order, attrs, quant, rm, nightly, breaks, colors, pair, tr)):
+            s.chart = chart
+        phase("charts")
     by_metric: dict[str, list] = {}
     for t in trend_list:
         by_metric.setdefault(t.metric, []).append(t)
@@ -436,7 +426,8 @@ def _emulated_counts(runs: list[RunInfo], pair: list[str]) -> dict[str, tuple[in
 
 
 def _sections(summary: list[MetricRow], quant: pd.DataFrame, attrs: pd.DataFrame, pair: list[str]) -> list[MetricSection]:
-    qcols = [c for c in quant.columns if c.startswith("p")] if len(quant) else []
+    shown = {aggregate.qname(q) for q in aggregate.QUANTILES}
+    qcols = [c for c in quant.columns if c in shown] if len(quant) else []
     qidx = quant.set_index(["platform", "metric"]) if len(quant) else None
     sections = []
     for row in summary:
@@ -453,25 +444,25 @@ def _metric_order(attrs: pd.DataFrame) -> list[str]:
     return sorted(attrs.index, key=lambda m: (str(attrs.at[m, "suite"]), m))
 
 
-def _chart_jobs(metrics, attrs, valid, rm, nightly, breaks, colors, pair, tr: Language = ENGLISH) -> list[tuple[str, tuple]]:
+BOX_QUANTILES = (0.01, 0.25, 0.5, 0.75, 0.99)
+
+
+def _charts(metrics, attrs, quant, rm, nightly, breaks, colors, pair, tr: Language = ENGLISH) -> list:
     """One combined chart per metric (distribution + nightly trend), in `metrics` order."""
-    sample_idx = valid.groupby(["metric", "platform"], observed=True, sort=False).indices
-    values = valid["value"].to_numpy(dtype=float)
+    qnames = [aggregate.qname(q) for q in BOX_QUANTILES]
+    boxes = {(str(r[0]), str(r[1])): charts.box_stats(*r[2:]) for r in quant[["platform", "metric", *qnames]].itertuples(index=False)} if len(quant) else {}
     rm_groups = {k: g["median"].to_numpy() for k, g in rm.groupby(["metric", "platform"], sort=False)}
     nightly_groups = {k: g for k, g in nightly.groupby(["metric", "platform"], sort=False)} if len(nightly) else {}
-    jobs: list[tuple[str, tuple]] = []
+    out = []
     for metric in metrics:
-        series = []
-        for p in pair:
-            idx = sample_idx.get((metric, p))
-            series.append((p, values[idx] if idx is not None else np.array([]), rm_groups.get((metric, p), np.array([]))))
+        series = [(p, boxes.get((p, metric)), rm_groups.get((metric, p), np.array([]))) for p in pair]
         tseries = []
         for p in pair:
             g = nightly_groups.get((metric, p))
             if g is not None and len(g) >= 2:
                 tseries.append((p, list(g["night"]), g["value"].to_numpy(dtype=float), breaks.get((metric, p), [])))
-        jobs.append(("metric", (metric, str(attrs.at[metric, "unit"]), series, tseries, colors, tr.code)))
-    return jobs
+        out.append(charts.metric_chart(metric, str(attrs.at[metric, "unit"]), series, tseries, colors, tr.code))
+    return out
 
 
 def _stages(rm: pd.DataFrame, attrs: pd.DataFrame, pair: list[str], with_charts: bool, tr: Language = ENGLISH):

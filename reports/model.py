@@ -155,7 +155,7 @@ class MetricSection:
     unit: str
     better: str
     row: MetricRow | None
-    chart: str | None  # data URI
+    chart: str | None  # inline SVG markup (reports.charts)
     quantiles: list[Quantiles]
     trends: list[Trend] = field(default_factory=list)
 

@@ -276,10 +276,28 @@ def verdict(c: Comparison, p_holm: float | None, better: str, opts: Options = Op
 
 
 def fisher_pass_rates(passed_a: int, checked_a: int, passed_b: int, checked_b: int) -> float | None:
-    """Two-sided Fisher's exact test: do the pass rates of two platforms differ?"""
+    """Two-sided Fisher's exact test: do the pass rates of two platforms differ?
+
+    Summed directly over the hypergeometric tables (as scipy.stats.fisher_exact does, same
+    relative tolerance): importing scipy.stats for this costs every report ~0.9 s.
+    """
     if checked_a <= 0 or checked_b <= 0:
         return None
-    from scipy.stats import fisher_exact
+    a, r1, r2 = passed_a, checked_a, checked_b
+    c1 = passed_a + passed_b
+    n = r1 + r2
 
-    table = [[passed_a, checked_a - passed_a], [passed_b, checked_b - passed_b]]
-    return float(fisher_exact(table, alternative="two-sided").pvalue)
+    def log_p(x: int) -> float:
+        return _log_choose(r1, x) + _log_choose(r2, c1 - x) - _log_choose(n, c1)
+
+    observed = log_p(a)
+    total = 0.0
+    for x in range(max(0, c1 - r2), min(r1, c1) + 1):
+        lp = log_p(x)
+        if lp <= observed + math.log1p(1e-7):
+            total += math.exp(lp)
+    return min(1.0, total)
+
+
+def _log_choose(n: int, k: int) -> float:
+    return math.lgamma(n + 1) - math.lgamma(k + 1) - math.lgamma(n - k + 1)

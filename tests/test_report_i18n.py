@@ -157,7 +157,7 @@ def french(corpus, tmp_path_factory) -> str:
 def test_french_report_has_no_english_left(french, corpus):
     assert '<html lang="fr">' in french
     parser = _Text()
-    parser.feed(french)
+    parser.feed(french.replace("<wbr>", ""))  # metric names may wrap at their dots
     # The costs file's own note is the user's text, shown as written.
     text = " ".join(parser.parts).replace("Placeholder figures for illustration.", "")
     # Identifiers shown as typed: metric names (dotted), run ids, units, file names, hypervisor facts.
@@ -171,7 +171,7 @@ def test_french_report_has_no_english_left(french, corpus):
 def test_french_report_formats_numbers_and_says_the_verdicts_in_french(french):
     assert re.search(r"\d,\d\u00a0%", french)
     assert not re.search(r"\d\.\d\s?%", french)
-    assert "1. Synthèse" in french and "Matrice de validation" in french and "Coût sur 3 ans" in french
+    assert "Synthèse" in french and "Matrice de validation" in french and "Coût sur 3 ans" in french and "Décision" in french
     assert any(v in french for v in ("moins bon", "meilleur", "variance trop forte", "pas de différence significative"))
     assert "Suivi" not in french  # the nightly title is only for nightlies
 

@@ -297,3 +297,10 @@ def test_audit_finding_counts_are_listed_not_judged(tmp_path):
                                       "kvm-tuned": pytest.approx(0.0, abs=1e-6), "kvm-tuned runs": 3}]
     html = render_html(report)
     assert "Audit findings" in html and "never enter the performance verdicts" in html
+
+
+def test_fisher_exact_matches_scipy():
+    for pa, ca, pb, cb in [(10, 10, 0, 10), (9, 10, 8, 10), (3, 3, 1, 2), (0, 5, 0, 7), (12, 30, 25, 31), (1, 1, 0, 1),
+                           (364, 365, 340, 365)]:
+        expected = sps.fisher_exact([[pa, ca - pa], [pb, cb - pb]]).pvalue
+        assert stats.fisher_pass_rates(pa, ca, pb, cb) == pytest.approx(expected, rel=1e-9, abs=1e-300)
