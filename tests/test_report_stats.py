@@ -304,3 +304,17 @@ def test_fisher_exact_matches_scipy():
                            (364, 365, 340, 365)]:
         expected = sps.fisher_exact([[pa, ca - pa], [pb, cb - pb]]).pvalue
         assert stats.fisher_pass_rates(pa, ca, pb, cb) == pytest.approx(expected, rel=1e-9, abs=1e-300)
+
+
+def test_t_distribution_matches_scipy():
+    from scipy import special
+
+    from reports.tdist import t_ppf, t_sf
+
+    for df in (1, 1.5, 2, 3, 4.3, 7, 12, 30, 100, 1000, 1e4):
+        for t in (0.01, 0.5, 1, 2, 3, 5, 10, 30, 100):
+            assert t_sf(t, df) == pytest.approx(special.stdtr(df, -t), rel=1e-9, abs=1e-300)
+            assert t_sf(-t, df) == pytest.approx(special.stdtr(df, t), rel=1e-9)
+        for q in (0.6, 0.8, 0.9, 0.975, 0.995, 0.9999, 1 - 1e-9):
+            assert t_ppf(q, df) == pytest.approx(special.stdtrit(df, q), rel=1e-8)
+            assert t_ppf(1 - q, df) == pytest.approx(special.stdtrit(df, 1 - q), rel=1e-8)
