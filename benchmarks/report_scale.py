@@ -7,6 +7,10 @@ times the full HTML report (with trends) in a fresh process: wall time and peak 
     python benchmarks/report_scale.py              # 1× (1,000,000 samples)
     python benchmarks/report_scale.py --scale 0.1  # 0.1× for the linearity check
     python benchmarks/report_scale.py --scale 0.1 --scale 1   # both, with the ratio
+    python benchmarks/report_scale.py --scale 0.1 --scale 1 --repeat 3   # median of 3 fresh processes each
+
+The machine's load average is printed with every number: on a shared machine wall time says as
+much about the neighbours as about the report; CPU seconds (report process) are the steadier figure.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import resource
 import subprocess
 import sys
@@ -144,21 +149,31 @@ def measure(scale: float, out_dir: Path) -> dict:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--scale", type=float, action="append", help="data size relative to 1,000,000 samples (repeatable)")
+    ap.add_argument("--repeat", type=int, default=1, help="fresh processes per scale; the median is reported (default 1)")
     ap.add_argument("--out", type=Path, default=ROOT / "reports" / "out")
     args = ap.parse_args()
     scales = args.scale or [1.0]
     args.out.mkdir(parents=True, exist_ok=True)
-    results = []
+    medians = []
     for s in scales:
         # peak RSS of children is a running maximum: measure the smallest scale first
-        r = measure(s, args.out)
-        results.append(r)
-        print(f"scale {s:g}: wall {r['wall_s']:.2f} s, CPU {r['cpu_s']:.2f} s, load avg {os.getloadavg()[0]:.1f}, peak RSS {r['peak_rss_mib']:.0f} MiB, HTML {r['html_bytes'] / 1e6:.1f} MB")
-        for ph in r["phases"]:
-            print("   ", ph)
-    if len(results) > 1:
-        a, b = results[0], results[-1]
-        print(f"time ratio {b['wall_s'] / a['wall_s']:.2f}× for {b['scale'] / a['scale']:g}× data")
+        runs = []
+        for _ in range(max(1, args.repeat)):
+            load = os.getloadavg()[0]
+            r = measure(s, args.out)
+            runs.append(r)
+            print(f"scale {s:g}: wall {r['wall_s']:.2f} s, CPU {r['cpu_s']:.2f} s, load avg {load:.1f} → {os.getloadavg()[0]:.1f}, "
+                  f"peak RSS {r['peak_rss_mib']:.0f} MiB, HTML {r['html_bytes'] / 1e6:.1f} MB")
+            for ph in r["phases"]:
+                print("   ", ph)
+        med = {k: statistics.median(r[k] for r in runs) for k in ("wall_s", "cpu_s", "peak_rss_mib")}
+        medians.append((s, med))
+        if len(runs) > 1:
+            print(f"scale {s:g}: median of {len(runs)}: wall {med['wall_s']:.2f} s, CPU {med['cpu_s']:.2f} s, "
+                  f"peak RSS {med['peak_rss_mib']:.0f} MiB")
+    if len(medians) > 1:
+        (sa, a), (sb, b) = medians[0], medians[-1]
+        print(f"time ratio {b['wall_s'] / a['wall_s']:.2f}× wall, {b['cpu_s'] / a['cpu_s']:.2f}× CPU for {sb / sa:g}× data")
     return 0
 
 

@@ -28,14 +28,16 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, error_line(f"{self.prog}: error: {message} (see {self.prog} --help)") + "\n")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """All subcommands, or just `only`: each command module imports what it needs (the spec
+    models, libvirt, ...), and a report should not wait seconds for the others' imports."""
     parser = _Parser(
         prog="okdbench", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--version", action="version", version=f"okdbench {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="show debug logging")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-    for name in COMMANDS:
+    for name in [only] if only else COMMANDS:
         module = importlib.import_module(f"okdbench.commands.{name}")
         p = sub.add_parser(
             name,
@@ -49,7 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    words = [a for a in (sys.argv[1:] if argv is None else argv) if not a.startswith("-")]
+    parser = build_parser(words[0] if words and words[0] in COMMANDS else None)
     # `run` forwards unknown arguments to pytest.
     args, extra = parser.parse_known_args(argv)
     if extra and args.command != "run":

@@ -1,1 +1,1 @@
-"""Aggregate run folders into comparison reports (pandas, scipy, jinja2, matplotlib)."""
+"""Aggregate run folders into comparison reports (pandas, scipy, jinja2, Babel; charts are plain SVG)."""

@@ -73,7 +73,7 @@ def run_medians(samples: pd.DataFrame) -> pd.DataFrame:
 def sample_quantiles(samples: pd.DataFrame, qs=QUANTILES) -> pd.DataFrame:
     """Sample-level quantiles per (platform, metric), via one sort instead of per-group calls."""
     if samples.empty:
-        return pd.DataFrame(columns=["platform", "metric", "n", *[_qname(q) for q in qs]])
+        return pd.DataFrame(columns=["platform", "metric", "n", *[qname(q) for q in qs]])
     df = pd.DataFrame(
         {
             "platform": samples["platform"].astype("category"),
@@ -101,9 +101,9 @@ def sample_quantiles(samples: pd.DataFrame, qs=QUANTILES) -> pd.DataFrame:
         lo = np.floor(pos).astype(np.int64)
         hi = np.minimum(lo + 1, ends - 1)
         frac = pos - lo
-        rows[_qname(q)] = values[lo] * (1 - frac) + values[hi] * frac
+        rows[qname(q)] = values[lo] * (1 - frac) + values[hi] * frac
     return pd.DataFrame(rows)
 
 
-def _qname(q: float) -> str:
-    return f"p{round(q * 100):g}"
+def qname(q: float) -> str:
+    return f"p{q * 100:g}"

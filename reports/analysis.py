@@ -17,9 +17,11 @@ import numpy as np
 import pandas as pd
 
 from plumbing.errors import UserError
-from reports import aggregate, charts, resilience, stats, trends, validity
+from reports import aggregate, charts, decision, noise, resilience, stats, trends, validity
+from reports.i18n import ENGLISH, Language, language
 from reports.model import (
     MIN_RUNS,
+    RUNS_NEEDED_SHOWN,
     CostTable,
     CriterionCell,
     CriterionRow,
@@ -30,6 +32,7 @@ from reports.model import (
     Quantiles,
     Report,
     RunEntry,
+    SkippedGroup,
     VERDICTS,
 )
 from results.schema import RunInfo
@@ -38,6 +41,9 @@ from results.store import RunSet
 log = logging.getLogger("okdbench.report")
 
 STAGE_PREFIX = "build.stage."
+# Counts of audit findings describe the configuration, not its performance: a variant built
+# without the findings is "better" by construction. They are listed with the audit, never judged.
+AUDIT_PREFIX = "audit.findings."
 TIME_UNITS = validity.TIME_UNITS
 MAX_INVALID_LISTED = 200
 MAX_HEADLINES = 10
@@ -84,8 +90,11 @@ def build_report(
     costs: CostTable | None = None,
     title: str | None = None,
     with_charts: bool = True,
+    lang: str = "en",
 ) -> Report:
     phase = _Phase()
+    tr = language(lang)
+    _ = tr.gettext
     if not runset.runs:
         raise UserError("no run folders could be read; pass folders that contain run.json (results/<run_id>/)")
     run_platform = {r.run_id: r.platform for r in runset.runs}
@@ -94,7 +103,7 @@ def build_report(
     pair = [base, cand]
     colors = charts.color_for(pair)
     warnings: list[str] = []
-    warnings += [f"skipped unreadable run folder {s}" for s in runset.skipped]
+    warnings += [_("skipped unreadable run folder %(folder)s") % {"folder": s} for s in runset.skipped]
     warnings += list(runset.warnings)
 
     samples = runset.samples
@@ -105,6 +114,9 @@ def build_report(
     valid, invalid = validity.split_invalid(samples)
     phase(f"{len(valid)} valid samples, {len(invalid)} invalid")
 
+    audit_rows = _audit_counts(valid, pair)
+    if audit_rows:
+        valid = valid[~valid["metric"].isin([a["metric"] for a in audit_rows]).to_numpy()]
     attrs, attr_warnings = aggregate.metric_attributes(valid)
     warnings += attr_warnings
     rm = aggregate.run_medians(valid)
@@ -113,32 +125,23 @@ def build_report(
     phase("run medians")
 
     nightly = trends.nightly_series(rm.dropna(subset=["night"]))
-    trend_list, breaks = trends.analyse_trends(nightly, attrs, acks or [], opts)
+    trend_list, breaks = trends.analyse_trends(nightly, attrs, acks or [], opts, tr)
     phase("trends")
 
-    # Charts need only the run medians and trends: render them in worker processes while this
-    # process does the comparisons (the two together are most of a large report's time).
     metric_order = _metric_order(attrs)
-    pending = (
-        charts.start_many(_chart_jobs(metric_order, attrs, valid, rm, nightly, breaks, colors, pair))
-        if with_charts
-        else None
-    )
-    try:
-        quant = aggregate.sample_quantiles(valid)
-        summary = _summary(rm, valid, quant, attrs, base, cand, opts)
-        phase("comparisons")
-        criteria = _criteria(runset.criteria, runset.runs, pair)
-        sections = _sections(summary, quant, attrs, pair)
-        stage_table, stage_chart = _stages(rm, attrs, pair, with_charts)
-        resilience_section = resilience.section(summary, runset, pair, colors, with_charts)
-        if pending is not None:
-            for s, uri in zip(sections, pending.get()):
-                s.chart = uri
-            phase("charts")
-    finally:
-        if pending is not None:
-            pending.close()
+    # One sort gives both the table's quantiles and the charts' boxes (1st/25th/75th/99th).
+    quant = aggregate.sample_quantiles(valid, tuple(sorted(set(aggregate.QUANTILES) | set(BOX_QUANTILES))))
+    summary = _summary(rm, valid, quant, attrs, base, cand, opts, tr)
+    phase("comparisons")
+    criteria = _criteria(runset.criteria, runset.runs, pair)
+    checked, skipped = _split_skipped(criteria, pair, tr)
+    sections = _sections(summary, quant, attrs, pair)
+    stage_table, stage_chart = _stages(rm, attrs, pair, with_charts, tr)
+    resilience_section = resilience.section(summary, runset, pair, colors, with_charts, tr.code)
+    if with_charts:
+        for s, chart in zip(sections, _charts(metric_order, attrs, quant, rm, nightly, breaks, colors, pair, tr)):
+            s.chart = chart
+        phase("charts")
     by_metric: dict[str, list] = {}
     for t in trend_list:
         by_metric.setdefault(t.metric, []).append(t)
@@ -146,7 +149,7 @@ def build_report(
         s.trends = by_metric.get(s.metric, [])
 
     runs = _inventory(runset.runs, valid, pair, nights)
-    warnings += _run_warnings(runset.runs, pair)
+    warnings += _run_warnings(runset.runs, pair, tr)
     warnings += resilience_section.notes if resilience_section else []
     invalid_rows = [
         InvalidSample(str(r.run_id), str(r.platform), str(r.metric), f"{r.value:g}" if isinstance(r.value, float) else str(r.value), str(r.reason))
@@ -154,15 +157,18 @@ def build_report(
     ]
     counts = Counter(r.verdict for r in summary)
     report = Report(
-        title=title or f"OKD on {cand} compared with {base}",
+        title=title or _("OKD on %(candidate)s compared with %(baseline)s") % {"candidate": cand, "baseline": base},
         generated=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         baseline=base,
         candidate=cand,
         platforms=pair,
         options=opts,
         summary=summary,
-        headlines=_headlines(summary),
-        criteria=criteria,
+        headlines=_headlines(summary, tr),
+        criteria=checked,
+        skipped_criteria=skipped,
+        decision=decision.decision_lines(pair, summary, criteria, costs, tr),
+        noise=noise.noise_advice(summary, _emulated_counts(runset.runs, pair), opts, RUNS_NEEDED_SHOWN, tr),
         sections=sections,
         stage_chart=stage_chart,
         stage_table=stage_table,
@@ -174,6 +180,8 @@ def build_report(
         costs=costs,
         verdict_counts={v: counts.get(v, 0) for v in VERDICTS},
         resilience=resilience_section,
+        lang=tr.code,
+        audit_findings=audit_rows,
     )
     phase("report content ready")
     return report
@@ -183,9 +191,9 @@ def build_report(
 
 
 def _summary(
-    rm: pd.DataFrame, valid: pd.DataFrame, quant: pd.DataFrame, attrs: pd.DataFrame, base: str, cand: str, opts: Options
+    rm: pd.DataFrame, valid: pd.DataFrame, quant: pd.DataFrame, attrs: pd.DataFrame, base: str, cand: str, opts: Options,
+    tr: Language = ENGLISH,
 ) -> list[MetricRow]:
-    rng = np.random.default_rng(opts.seed)
     groups = {k: g for k, g in rm.groupby(["metric", "platform"], sort=False)}
     qidx = quant.set_index(["platform", "metric"]) if len(quant) else None
     rows: list[MetricRow] = []
@@ -195,11 +203,15 @@ def _summary(
         gc = groups.get((metric, cand))
         xb = gb["median"].to_numpy() if gb is not None else np.array([])
         xc = gc["median"].to_numpy() if gc is not None else np.array([])
-        comparisons.append((metric, gb, gc, stats.compare_runs(xb, xc, opts, rng)))
-    holm = stats.holm(
-        [c.p_value if c.n_base >= MIN_RUNS and c.n_cand >= MIN_RUNS else None for *_, c in comparisons]
-    )
-    for (metric, gb, gc, c), p_holm in zip(comparisons, holm):
+        comparisons.append((metric, gb, gc, stats.compare_runs(xb, xc, opts)))
+    family = [c.p_value if c.n_base >= MIN_RUNS and c.n_cand >= MIN_RUNS else None for *_, c in comparisons]
+    holm = stats.holm(family)
+    levels = stats.holm_levels(family, opts.alpha)
+    for (metric, gb, gc, c), p_holm, level in zip(comparisons, holm, levels):
+        if level is not None:
+            # The interval at the level Holm tested this metric: it agrees with the verdict's test.
+            c.ci_low, c.ci_high = stats.interval(gb["median"].to_numpy(), gc["median"].to_numpy(), level, opts)
+            c.ci_level = level
         better = str(attrs.at[metric, "better"])
         unit = str(attrs.at[metric, "unit"])
         verdict = stats.verdict(c, p_holm, better, opts)
@@ -229,6 +241,7 @@ def _summary(
             ratio=c.ratio,
             ci_low=c.ci_low,
             ci_high=c.ci_high,
+            ci_level=c.ci_level,
             p_value=c.p_value,
             p_holm=p_holm,
             effect_size=c.effect_size,
@@ -237,70 +250,83 @@ def _summary(
             runs_needed=c.runs_needed if verdict in ("no significant difference", "variance too high", "not enough samples") else None,
             sentence="",
         )
-        row.sentence = sentence(row, opts)
+        row.sentence = sentence(row, opts, tr)
         rows.append(row)
     return rows
 
 
-def _pct(r: float | None, signed: bool = True) -> str:
-    if r is None or not math.isfinite(r):
-        return "n/a"
-    v = (r - 1.0) * 100.0
-    return f"{v:+.1f} %" if signed else f"{abs(v):.1f} %"
-
-
-def sentence(row: MetricRow, opts: Options) -> str:
-    """One plain-language sentence a manager can quote."""
+def sentence(row: MetricRow, opts: Options, tr: Language = ENGLISH) -> str:
+    """One plain-language sentence a manager can quote, in the report's language."""
+    _, ngettext = tr.gettext, tr.ngettext
     b, c = row.baseline, row.candidate
-    per_run = _samples_per_run(row)
-    runs = (
-        f"{row.runs_base} runs per platform"
-        if row.runs_base == row.runs_cand
-        else f"{row.runs_cand} runs on {c}, {row.runs_base} on {b}"
-    )
-    target = f"{opts.detectable_difference * 100:g} %"
-    power = f"{opts.power * 100:g} %"
+    if row.runs_base == row.runs_cand:
+        runs = ngettext("%(n)s run per platform", "%(n)s runs per platform", row.runs_base) % {"n": row.runs_base}
+    else:
+        runs = _("%(nc)s runs on %(c)s, %(nb)s on %(b)s") % {"nc": row.runs_cand, "c": c, "nb": row.runs_base, "b": b}
+    target = tr.pct(opts.detectable_difference, decimals=0)
+    power = tr.pct(opts.power, decimals=0)
+    level = tr.level(row.ci_level if row.ci_level is not None else 1 - opts.alpha)
     if row.verdict == "not enough samples":
         short = [(p, n) for p, n in ((b, row.runs_base), (c, row.runs_cand)) if n < MIN_RUNS]
-        need = "; ".join(f"{p} has {n} run{'s' if n != 1 else ''}, needs {MIN_RUNS - n} more" for p, n in short)
-        text = f"{row.metric}: not enough runs to judge ({need}; at least {MIN_RUNS} runs per platform are needed, however many samples each run holds)."
+        need = "; ".join(
+            ngettext("%(p)s has %(n)s run, needs %(more)s more", "%(p)s has %(n)s runs, needs %(more)s more", n)
+            % {"p": p, "n": n, "more": MIN_RUNS - n}
+            for p, n in short
+        )
+        text = _(
+            "%(metric)s: not enough runs to judge (%(need)s; at least %(min)s runs per platform are needed, "
+            "however many samples each run holds)."
+        ) % {"metric": row.metric, "need": need, "min": MIN_RUNS}
         if row.runs_needed:
-            text += f" To detect a {target} difference at {power} power, plan about {row.runs_needed} runs per platform."
+            text += " " + _("To detect a %(target)s difference at %(power)s power, plan about %(n)s runs per platform.") % {
+                "target": target, "power": power, "n": _capped(row.runs_needed, tr)}
         return text
     change = row.ratio
     if row.verdict in ("better", "worse") and change is not None:
-        is_time = row.unit in TIME_UNITS
         up = change > 1
-        word = ("longer" if up else "shorter") if is_time else ("higher" if up else "lower")
-        verb = "takes" if is_time else "is"
+        if row.unit in TIME_UNITS:
+            template = _("%(metric)s on %(c)s takes %(pct)s longer than on %(b)s (%(ci)s): %(verdict)s; %(runs)s, %(per_run)s samples per run.") if up \
+                else _("%(metric)s on %(c)s takes %(pct)s less time than on %(b)s (%(ci)s): %(verdict)s; %(runs)s, %(per_run)s samples per run.")
+        else:
+            template = _("%(metric)s on %(c)s is %(pct)s higher than on %(b)s (%(ci)s): %(verdict)s; %(runs)s, %(per_run)s samples per run.") if up \
+                else _("%(metric)s on %(c)s is %(pct)s lower than on %(b)s (%(ci)s): %(verdict)s; %(runs)s, %(per_run)s samples per run.")
         lo, hi = row.ci_low, row.ci_high
         if lo is not None and hi is not None and (lo - 1) * (hi - 1) > 0:
-            ci = f"95 % CI {abs(lo - 1) * 100:.1f}–{abs(hi - 1) * 100:.1f} %" if up else f"95 % CI {abs(hi - 1) * 100:.1f}–{abs(lo - 1) * 100:.1f} %"
+            a, z = sorted((abs(lo - 1), abs(hi - 1)))
+            ci = _("%(level)s CI %(lo)s to %(hi)s") % {"level": level, "lo": tr.pct(a), "hi": tr.pct(z)}
         else:
-            ci = f"95 % CI {_pct(lo)} to {_pct(hi)}"
-        return (
-            f"{row.metric} on {c} {verb} {_pct(change, signed=False)} {word} than on {b} ({ci}): {row.verdict}; "
-            f"{runs}, {per_run} samples per run."
-        )
+            ci = _("%(level)s CI %(lo)s to %(hi)s") % {"level": level, "lo": tr.ratio_pct(lo), "hi": tr.ratio_pct(hi)}
+        return template % {
+            "metric": row.metric, "c": c, "b": b, "pct": tr.ratio_pct(change, signed=False), "ci": ci,
+            "verdict": _(row.verdict), "runs": runs, "per_run": _samples_per_run(row),
+        }
     if row.verdict == "variance too high":
-        cvs = ", ".join(f"{p} {v * 100:.0f} %" for p, v in ((b, row.cv_base), (c, row.cv_cand)) if v is not None)
-        text = (
-            f"{row.metric}: runs vary too much to judge (run-to-run CV {cvs}; limit {opts.cv_limit * 100:g} %); "
-            f"the runs show {c} at {_pct(change)} against {b}."
-        )
+        cvs = ", ".join(f"{p} {tr.pct(v, decimals=0)}" for p, v in ((b, row.cv_base), (c, row.cv_cand)) if v is not None)
+        text = _(
+            "%(metric)s: runs vary too much to judge (run-to-run CV %(cvs)s; limit %(limit)s); "
+            "the runs show %(c)s at %(change)s against %(b)s."
+        ) % {"metric": row.metric, "cvs": cvs, "limit": tr.pct(opts.cv_limit, decimals=0), "c": c,
+             "change": tr.ratio_pct(change), "b": b}
         if row.runs_needed:
-            text += f" Reduce the noise, or plan about {row.runs_needed} runs per platform to detect a {target} difference at {power} power."
+            text += " " + _(
+                "Reduce the noise, or plan about %(n)s runs per platform to detect a %(target)s difference at %(power)s power."
+            ) % {"n": _capped(row.runs_needed, tr), "target": target, "power": power}
         return text
-    text = (
-        f"{row.metric}: no significant difference between {c} and {b} ({_pct(change)}, 95 % CI {_pct(row.ci_low)} to {_pct(row.ci_high)}); {runs}."
-    )
+    text = _("%(metric)s: no significant difference between %(c)s and %(b)s (%(change)s, %(level)s CI %(lo)s to %(hi)s); %(runs)s.") % {
+        "metric": row.metric, "c": c, "b": b, "change": tr.ratio_pct(change), "level": level,
+        "lo": tr.ratio_pct(row.ci_low), "hi": tr.ratio_pct(row.ci_high), "runs": runs}
     if row.runs_needed:
         have = max(row.runs_base, row.runs_cand)
         if row.runs_needed > have:
-            text += f" To detect a {target} difference at {power} power, about {row.runs_needed} runs per platform are needed."
+            text += " " + _("To detect a %(target)s difference at %(power)s power, about %(n)s runs per platform are needed.") % {
+                "target": target, "power": power, "n": _capped(row.runs_needed, tr)}
         else:
-            text += f" With these runs a {target} difference would most likely have been seen."
+            text += " " + _("With these runs a %(target)s difference would most likely have been seen.") % {"target": target}
     return text
+
+
+def _capped(n: int, tr: Language) -> str:
+    return tr.num(n) if n <= RUNS_NEEDED_SHOWN else "> " + tr.num(RUNS_NEEDED_SHOWN)
 
 
 def _samples_per_run(row: MetricRow) -> str:
@@ -310,19 +336,47 @@ def _samples_per_run(row: MetricRow) -> str:
     return f"~{round((row.samples_base + row.samples_cand) / runs):d}"
 
 
-def _headlines(rows: list[MetricRow]) -> list[str]:
-    # Biggest change first; a ratio of 0 (e.g. findings 2 -> 0) is the biggest there is.
+def _headlines(rows: list[MetricRow], tr: Language = ENGLISH) -> list[str]:
+    # Biggest change first; a ratio of 0 is the biggest there is.
     decided = sorted(
         (r for r in rows if r.verdict in ("better", "worse") and r.ratio is not None),
         key=lambda r: -abs(math.log(r.ratio)) if r.ratio > 0 else -math.inf,
     )
     out = [r.sentence for r in decided[:MAX_HEADLINES]]
     if len(decided) > MAX_HEADLINES:
-        out.append(f"… and {len(decided) - MAX_HEADLINES} more significant differences in the table below.")
+        out.append(tr.gettext("… and %(n)s more significant differences in the table below.") % {"n": len(decided) - MAX_HEADLINES})
     return out
 
 
 # ---------------------------------------------------------------- criteria
+
+
+def _audit_counts(valid: pd.DataFrame, pair: list[str]) -> list[dict[str, object]]:
+    """Per audit-finding metric: the median count per run on each platform (and the runs it covers)."""
+    if valid.empty:
+        return []
+    # Test the (few) metric names, not a million rows of them.
+    names = valid["metric"].cat.categories if isinstance(valid["metric"].dtype, pd.CategoricalDtype) else valid["metric"].unique()
+    audit_names = [str(m) for m in names if str(m).startswith(AUDIT_PREFIX)]
+    if not audit_names:
+        return []
+    audit = valid[valid["metric"].isin(audit_names).to_numpy()]
+    if audit.empty:
+        return []
+    per_run = audit.groupby(["metric", "platform", "run_id"], observed=True)["value"].median()
+    out = []
+    for metric in sorted({str(m) for m in audit["metric"].unique()}):
+        row: dict[str, object] = {"metric": metric}
+        for p in pair:
+            try:
+                v = per_run.loc[(metric, p)]
+            except KeyError:
+                row[p], row[f"{p} runs"] = None, 0
+                continue
+            row[p], row[f"{p} runs"] = float(v.median()), int(len(v))
+        out.append(row)
+    return out
+
 
 
 def _criteria(criteria: pd.DataFrame, runs: list[RunInfo], pair: list[str]) -> list[CriterionRow]:
@@ -358,11 +412,30 @@ def _criteria(criteria: pd.DataFrame, runs: list[RunInfo], pair: list[str]) -> l
     return rows
 
 
+def _split_skipped(rows: list[CriterionRow], pair: list[str], tr: Language) -> tuple[list[CriterionRow], list[SkippedGroup]]:
+    """Criteria checked on some run stay in the matrix; the rest are grouped by their skip reason."""
+    checked, groups = [], {}
+    for row in rows:
+        cells = [row.cells[p] for p in pair]
+        if any(c.checked for c in cells):
+            checked.append(row)
+            continue
+        details = list(dict.fromkeys(c.detail for c in cells if c.detail))
+        reason = " / ".join(details) or tr.gettext("no reason recorded")
+        groups.setdefault(reason, []).append(row.criterion)
+    return checked, [SkippedGroup(reason, names) for reason, names in sorted(groups.items(), key=lambda g: -len(g[1]))]
+
+
+def _emulated_counts(runs: list[RunInfo], pair: list[str]) -> dict[str, tuple[int, int]]:
+    return {p: (sum(is_emulated(r) for r in runs if r.platform == p), sum(r.platform == p for r in runs)) for p in pair}
+
+
 # ---------------------------------------------------------------- per-metric sections
 
 
 def _sections(summary: list[MetricRow], quant: pd.DataFrame, attrs: pd.DataFrame, pair: list[str]) -> list[MetricSection]:
-    qcols = [c for c in quant.columns if c.startswith("p")] if len(quant) else []
+    shown = {aggregate.qname(q) for q in aggregate.QUANTILES}
+    qcols = [c for c in quant.columns if c in shown] if len(quant) else []
     qidx = quant.set_index(["platform", "metric"]) if len(quant) else None
     sections = []
     for row in summary:
@@ -379,28 +452,28 @@ def _metric_order(attrs: pd.DataFrame) -> list[str]:
     return sorted(attrs.index, key=lambda m: (str(attrs.at[m, "suite"]), m))
 
 
-def _chart_jobs(metrics, attrs, valid, rm, nightly, breaks, colors, pair) -> list[tuple[str, tuple]]:
+BOX_QUANTILES = (0.01, 0.25, 0.5, 0.75, 0.99)
+
+
+def _charts(metrics, attrs, quant, rm, nightly, breaks, colors, pair, tr: Language = ENGLISH) -> list:
     """One combined chart per metric (distribution + nightly trend), in `metrics` order."""
-    sample_idx = valid.groupby(["metric", "platform"], observed=True, sort=False).indices
-    values = valid["value"].to_numpy(dtype=float)
+    qnames = [aggregate.qname(q) for q in BOX_QUANTILES]
+    boxes = {(str(r[0]), str(r[1])): charts.box_stats(*r[2:]) for r in quant[["platform", "metric", *qnames]].itertuples(index=False)} if len(quant) else {}
     rm_groups = {k: g["median"].to_numpy() for k, g in rm.groupby(["metric", "platform"], sort=False)}
     nightly_groups = {k: g for k, g in nightly.groupby(["metric", "platform"], sort=False)} if len(nightly) else {}
-    jobs: list[tuple[str, tuple]] = []
+    out = []
     for metric in metrics:
-        series = []
-        for p in pair:
-            idx = sample_idx.get((metric, p))
-            series.append((p, values[idx] if idx is not None else np.array([]), rm_groups.get((metric, p), np.array([]))))
+        series = [(p, boxes.get((p, metric)), rm_groups.get((metric, p), np.array([]))) for p in pair]
         tseries = []
         for p in pair:
             g = nightly_groups.get((metric, p))
             if g is not None and len(g) >= 2:
                 tseries.append((p, list(g["night"]), g["value"].to_numpy(dtype=float), breaks.get((metric, p), [])))
-        jobs.append(("metric", (metric, str(attrs.at[metric, "unit"]), series, tseries, colors)))
-    return jobs
+        out.append(charts.metric_chart(metric, str(attrs.at[metric, "unit"]), series, tseries, colors, tr.code))
+    return out
 
 
-def _stages(rm: pd.DataFrame, attrs: pd.DataFrame, pair: list[str], with_charts: bool):
+def _stages(rm: pd.DataFrame, attrs: pd.DataFrame, pair: list[str], with_charts: bool, tr: Language = ENGLISH):
     stage_metrics = [m for m in attrs.index if m.startswith(STAGE_PREFIX)]
     if not stage_metrics:
         return [], None
@@ -420,7 +493,7 @@ def _stages(rm: pd.DataFrame, attrs: pd.DataFrame, pair: list[str], with_charts:
             if entry[p] is not None:
                 grid[i, j] = entry[p]
         table.append(entry)
-    chart = charts.stage_chart([m[len(STAGE_PREFIX):] for m in order], pair, grid, unit) if with_charts else None
+    chart = charts.stage_chart([m[len(STAGE_PREFIX):] for m in order], pair, grid, unit, tr.code) if with_charts else None
     return table, chart
 
 
@@ -468,14 +541,13 @@ def _inventory(runs: list[RunInfo], valid: pd.DataFrame, pair: list[str], nights
     counts = valid.groupby("run_id", observed=True).size() if len(valid) else pd.Series(dtype=int)
     out = []
     for r in sorted(runs, key=lambda r: (r.platform, r.started or "", r.run_id)):
-        status = r.status if r.platform in pair else f"{r.status} (not in this comparison)"
         out.append(
             RunEntry(
                 run_id=r.run_id,
                 platform=r.platform,
                 cluster=r.cluster,
                 date=nights.get(r.run_id, ""),
-                status=status,
+                status=r.status,
                 okd_version=r.okd_version or "",
                 nodes=_nodes_text(r),
                 hypervisor=_hypervisor_text(r),
@@ -495,32 +567,41 @@ def is_emulated(info: RunInfo) -> bool:
     return domain == "qemu"
 
 
-def _run_warnings(runs: list[RunInfo], pair: list[str]) -> list[str]:
+def _run_warnings(runs: list[RunInfo], pair: list[str], tr: Language = ENGLISH) -> list[str]:
+    _, ngettext = tr.gettext, tr.ngettext
     warnings = []
     in_pair = [r for r in runs if r.platform in pair]
     not_done = [r for r in in_pair if r.status != "complete"]
     if not_done:
         kinds = Counter(r.status for r in not_done)
-        text = ", ".join(f"{n} {k}" for k, n in sorted(kinds.items()))
-        warnings.append(f"{text} run(s) included: their recorded samples are used; they are marked in the inventory")
+        text = ", ".join(f"{n} {_(k)}" for k, n in sorted(kinds.items()))
+        warnings.append(_("runs not complete included (%(kinds)s): their recorded samples are used; they are marked in the inventory") % {"kinds": text})
     sizes = {p: sorted({_nodes_text(r) for r in in_pair if r.platform == p and r.nodes}) for p in pair}
     if all(sizes[p] for p in pair) and sizes[pair[0]] != sizes[pair[1]]:
         warnings.append(
-            "cluster sizes differ between platforms: "
-            + "; ".join(f"{p}: {' | '.join(sizes[p])}" for p in pair)
-            + " — differences may come from the sizing, not the hypervisor"
+            _("cluster sizes differ between platforms: %(sizes)s — differences may come from the sizing, not the hypervisor")
+            % {"sizes": "; ".join(f"{p}: {' | '.join(sizes[p])}" for p in pair)}
         )
     for p in pair:
         emulated = [r for r in in_pair if r.platform == p and is_emulated(r)]
         if emulated:
             warnings.append(
-                f"{p}: {len(emulated)} run(s) ran on a software-emulated hypervisor (QEMU TCG, no KVM acceleration): "
-                "their timings say nothing about production performance"
+                ngettext(
+                    "%(p)s: %(n)s run ran on a software-emulated hypervisor (QEMU TCG, no KVM acceleration): "
+                    "its timings say nothing about production performance",
+                    "%(p)s: %(n)s runs ran on a software-emulated hypervisor (QEMU TCG, no KVM acceleration): "
+                    "their timings say nothing about production performance",
+                    len(emulated),
+                ) % {"p": p, "n": len(emulated)}
             )
     insecure = [r.run_id for r in in_pair if r.insecure]
     if insecure:
-        warnings.append(f"{len(insecure)} run(s) were made with --insecure (TLS verification off)")
+        warnings.append(
+            ngettext("%(n)s run was made with --insecure (TLS verification off)",
+                     "%(n)s runs were made with --insecure (TLS verification off)", len(insecure)) % {"n": len(insecure)}
+        )
     run_msgs = Counter(w for r in in_pair for w in r.warnings)
     for msg, n in sorted(run_msgs.items()):
-        warnings.append(f"{msg} ({n} run{'s' if n != 1 else ''})" if n > 1 else msg)
+        # Recorded by the runs (English): shown as recorded.
+        warnings.append(f"{msg} ({n} runs)" if n > 1 else msg)
     return warnings

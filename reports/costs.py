@@ -14,6 +14,7 @@ from typing import Any
 
 from plumbing.errors import UserError
 from plumbing.validation import read_yaml, short
+from reports.i18n import N_  # line labels are msgids, translated where the report shows them
 from reports.model import CostLine, CostTable
 
 # key -> (line label, is it per year?)
@@ -76,12 +77,12 @@ def parse_costs(data: Any, source: str = "costs") -> CostTable:
         return CostLine(item=label, amounts={p: fn(f) for p, f in figures.items()})
 
     lines = [
-        line(f"Licences per core ({years} years)", lambda f: f["hosts"] * f["cores_per_host"] * f["licence_per_core_per_year"] * years),
-        line(f"Licences per host ({years} years)", lambda f: f["hosts"] * f["licence_per_host_per_year"] * years),
-        line(f"Support ({years} years)", lambda f: f["support_per_year"] * years),
-        line("Hardware (one-off)", lambda f: f["hosts"] * f["hardware_per_host"]),
-        line(f"Administration ({years} years)", lambda f: f["admin_fte"] * f["fte_cost_per_year"] * years),
-        line(f"Other ({years} years)", lambda f: f["other_per_year"] * years),
+        line(N_("Licences per core"), lambda f: f["hosts"] * f["cores_per_host"] * f["licence_per_core_per_year"] * years),
+        line(N_("Licences per host"), lambda f: f["hosts"] * f["licence_per_host_per_year"] * years),
+        line(N_("Support"), lambda f: f["support_per_year"] * years),
+        line(N_("Hardware (one-off)"), lambda f: f["hosts"] * f["hardware_per_host"]),
+        line(N_("Administration"), lambda f: f["admin_fte"] * f["fte_cost_per_year"] * years),
+        line(N_("Other"), lambda f: f["other_per_year"] * years),
     ]
     lines = [ln for ln in lines if any(v for v in ln.amounts.values())]
     totals = {p: sum(ln.amounts[p] for ln in lines) for p in names}

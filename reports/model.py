@@ -20,6 +20,7 @@ VERDICTS: tuple[str, ...] = (
 )
 
 MIN_RUNS = 3  # below this on either side no verdict is given, however many samples the runs hold
+RUNS_NEEDED_SHOWN = 50  # beyond this "runs needed" only says "fix the noise first" (shown as "> 50")
 
 
 @dataclass(frozen=True)
@@ -54,6 +55,7 @@ class Comparison:
     runs_needed: int | None  # per platform, to detect Options.detectable_difference at Options.power
     test: str
     log_scale: bool
+    ci_level: float | None = None
 
 
 @dataclass
@@ -86,6 +88,7 @@ class MetricRow:
     verdict: str
     runs_needed: int | None
     sentence: str
+    ci_level: float | None = None  # confidence of [ci_low, ci_high]: the level the verdict's test used
 
     @property
     def change_pct(self) -> float | None:
@@ -110,6 +113,12 @@ class CriterionRow:
     criterion: str
     cells: dict[str, CriterionCell]  # platform -> cell
     fisher_p: float | None  # pass rates differ between baseline and candidate?
+
+
+@dataclass
+class SkippedGroup:
+    reason: str  # the recorded skip detail (one per platform when they differ)
+    criteria: list[str]
 
 
 @dataclass
@@ -146,7 +155,7 @@ class MetricSection:
     unit: str
     better: str
     row: MetricRow | None
-    chart: str | None  # data URI
+    chart: str | None  # inline SVG markup (reports.charts)
     quantiles: list[Quantiles]
     trends: list[Trend] = field(default_factory=list)
 
@@ -212,3 +221,8 @@ class Report:
     costs: CostTable | None
     verdict_counts: dict[str, int]
     resilience: object | None = None  # reports.resilience.ResilienceSection (that module imports this one)
+    lang: str = "en"  # the language its sentences were written in (reports.i18n.LANGUAGES)
+    audit_findings: list[dict[str, object]] = field(default_factory=list)  # audit.findings.* medians, never verdicts
+    skipped_criteria: list[SkippedGroup] = field(default_factory=list)  # never checked on any run, by reason
+    decision: list[str] = field(default_factory=list)  # the executive summary's first ≤ 5 lines
+    noise: list[str] = field(default_factory=list)  # what to fix first when runs are too noisy to judge

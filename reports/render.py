@@ -6,13 +6,15 @@ import csv
 import io
 import json
 import math
+import re
 from dataclasses import asdict, fields
 from pathlib import Path
 
 import jinja2
+from markupsafe import Markup, escape
 
-from reports.i18n import translations
-from reports.model import MetricRow, Report
+from reports.i18n import ENGLISH, language
+from reports.model import RUNS_NEEDED_SHOWN, MetricRow, Report
 
 TEMPLATES = Path(__file__).parent / "templates"
 
@@ -20,6 +22,7 @@ SUMMARY_COLUMNS = [f.name for f in fields(MetricRow)]
 
 
 def _env(lang: str = "en") -> jinja2.Environment:
+    tr = language(lang)
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(TEMPLATES),
         extensions=["jinja2.ext.i18n"],
@@ -29,43 +32,31 @@ def _env(lang: str = "en") -> jinja2.Environment:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    env.filters["num"] = fmt_num
-    env.filters["pct"] = fmt_pct
-    env.filters["ratio_pct"] = fmt_ratio_pct
-    env.filters["pval"] = fmt_p
+    env.filters["num"] = tr.num
+    env.filters["pct"] = tr.pct
+    env.filters["ratio_pct"] = tr.ratio_pct
+    env.filters["pval"] = tr.pval
+    env.filters["level"] = tr.level
+    env.filters["date"] = tr.date
+    env.filters["datetime"] = tr.datetime
     env.filters["slug"] = slug
-    env.install_gettext_translations(translations(lang), newstyle=True)
+    env.filters["wrap_dots"] = wrap_dots
+    env.globals["lang"] = tr.code
+    env.globals["runs_cap"] = RUNS_NEEDED_SHOWN
+    env.install_gettext_translations(tr, newstyle=True)
     return env
 
 
-def fmt_num(v: float | int | None, digits: int = 4) -> str:
-    if v is None or (isinstance(v, float) and not math.isfinite(v)):
-        return "–"
-    if isinstance(v, int):
-        return f"{v:,}"
-    if v != 0 and (abs(v) >= 1e6 or abs(v) < 1e-3):
-        return f"{v:.{digits - 1}e}"
-    return f"{v:,.{digits}g}" if abs(v) < 1e4 else f"{v:,.0f}"
+# English formatting, for callers outside templates.
+fmt_num = ENGLISH.num
+fmt_pct = ENGLISH.pct
+fmt_ratio_pct = ENGLISH.ratio_pct
+fmt_p = ENGLISH.pval
 
 
-def fmt_pct(v: float | None) -> str:
-    """A fraction (0.123) as a percentage."""
-    if v is None or not math.isfinite(v):
-        return "–"
-    return f"{v * 100:.1f} %"
-
-
-def fmt_ratio_pct(r: float | None) -> str:
-    """A ratio (1.123) as a signed change (+12.3 %)."""
-    if r is None or not math.isfinite(r):
-        return "–"
-    return f"{(r - 1) * 100:+.1f} %"
-
-
-def fmt_p(p: float | None) -> str:
-    if p is None or not math.isfinite(p):
-        return "–"
-    return "< 0.001" if p < 0.001 else f"{p:.3f}"
+def wrap_dots(text: str) -> Markup:
+    """A dotted metric name that may wrap after its dots but never inside a word."""
+    return Markup("<wbr>").join(escape(part) for part in re.split(r"(?<=[./_])", str(text)))
 
 
 def slug(text: str) -> str:
@@ -73,7 +64,7 @@ def slug(text: str) -> str:
 
 
 def render_html(report: Report) -> str:
-    return _env().get_template("report.html.j2").render(r=report)
+    return _env(report.lang).get_template("report.html.j2").render(r=report)
 
 
 def summary_records(report: Report) -> list[dict]:

@@ -12,8 +12,10 @@ import statistics
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
+from markupsafe import Markup
+
 from reports import charts
-from reports.i18n import translations
+from reports.i18n import N_, language, translations
 from reports.model import MetricRow
 from results.store import RunSet
 from results.timeline import Timeline, read_timelines
@@ -21,8 +23,8 @@ from results.timeline import Timeline, read_timelines
 PREFIX = "resilience."
 MEASURES = ("unavailable_s", "errors", "detect_s", "recover_s", "downtime_ms", "p99_ms", "migration_s")
 ORDER = ("power-off", "reset", "reboot", "freeze", "migrate")
-NAMES = {"power-off": "power-off", "reset": "hard reset", "reboot": "graceful reboot", "freeze": "freeze",
-         "migrate": "live migration"}
+NAMES = {"power-off": N_("power-off"), "reset": N_("hard reset"), "reboot": N_("graceful reboot"),
+         "freeze": N_("freeze"), "migrate": N_("live migration")}
 
 
 @dataclass
@@ -35,7 +37,7 @@ class DisruptionBlock:
 @dataclass
 class ResilienceSection:
     blocks: list[DisruptionBlock]
-    chart: str | None = None  # data URI of the representative timeline
+    chart: Markup | None = None  # inline SVG of the representative timeline
     chart_caption: str = ""
     notes: list[str] = field(default_factory=list)
 
@@ -117,35 +119,47 @@ def pick_event(runset: RunSet, platforms: Sequence[str], disruptions: Sequence[s
     return None
 
 
-def timeline_chart(tl: Timeline, platform: str, color: str) -> str:
-    """Requests over time (latency, failures on top) with the node's and pods' transitions."""
-    with charts.rc_context(charts.STYLE):
-        fig = charts.Figure(figsize=(7.5, 2.8))
-        ax = fig.add_axes((0.08, 0.17, 0.9, 0.7))
-        ok = [(t, ms) for t, ms, good in tl.probes if good]
-        bad = [t for t, _ms, good in tl.probes if not good]
-        if ok:
-            ax.scatter([t for t, _ in ok], [ms for _, ms in ok], s=4, color=color, label="request answered (latency)")
-        top = max([ms for _, ms in ok], default=1.0) * 1.15
-        if bad:
-            ax.scatter(bad, [top] * len(bad), s=10, marker="x", color="#c0392b", label="request failed")
-        for t, kind, name, state in tl.transitions:
-            if kind == "node":
-                ax.axvline(t, color="#c0392b" if state != "Ready" else "#2f8f4e", linestyle="--", linewidth=1)
-                back = state == "Ready"  # labelled on the left of its line: the last one sits at the right edge
-                ax.annotate(f"node {state}", (t, top), xytext=(-2 if back else 2, -10), textcoords="offset points",
-                            fontsize=7, ha="right" if back else "left")
-            else:
-                ax.plot([t], [0], marker="|", markersize=9, color="#2f8f4e" if state == "Ready" else "#7f7f7f")
-        ax.axvline(0, color="#444", linewidth=1.2)
-        ax.annotate(NAMES.get(tl.disruption, tl.disruption), (0, top), xytext=(2, 2), textcoords="offset points",
-                    fontsize=7)
-        ax.set_xlabel("seconds since the disruption (pod transitions: ticks on the axis)")
-        ax.set_ylabel("ms")
-        ax.set_ylim(bottom=0)
-        ax.set_title(f"{platform}: {NAMES.get(tl.disruption, tl.disruption)} of {tl.node}")
-        ax.legend(loc="center right", fontsize=7, frameon=False)
-        return charts._data_uri(fig)
+def timeline_chart(tl: Timeline, platform: str, color: str, lang: str = "en") -> Markup:
+    """Requests over time (latency dots, failures as crosses on top) with the node's and pods' transitions."""
+    tr = language(lang)
+    _ = tr.gettext
+    ok = [(t, ms) for t, ms, good in tl.probes if good]
+    bad = [t for t, _ms, good in tl.probes if not good]
+    times = [t for t, _ms, _g in tl.probes] + [t for t, *_rest in tl.transitions] + [0.0]
+    top_ms = max([ms for _t, ms in ok], default=1.0) * 1.15
+    y0, height = 26.0, 150.0
+    xs = charts._Scale(min(times), max(times), charts.LEFT, charts.WIDTH - charts.RIGHT)
+    ys = charts._Scale(0.0, top_ms, y0 + height, y0)
+    parts = [f'<line x1="{charts.LEFT}" x2="{charts.WIDTH - charts.RIGHT}" y1="{y0 + height:.1f}" '
+             f'y2="{y0 + height:.1f}" stroke="#888"/>']
+    for t in charts.nice_ticks(0.0, top_ms, 4):
+        y = float(ys(t))
+        parts.append(charts._text(charts.LEFT - 6, y + 4, tr.num(t), "end", 10))
+    for t in charts.nice_ticks(xs.lo, xs.hi, 6):
+        parts.append(charts._text(float(xs(t)), y0 + height + 13, tr.num(t), "middle", 10))
+    parts.append(charts._text((charts.LEFT + charts.WIDTH) / 2, y0 + height + 28,
+                              _("seconds since the disruption (pod transitions: ticks on the axis)"), "middle", 11))
+    parts.append(charts._text(charts.LEFT, y0 - 8, _("request latency (ms)"), "start", 10, "#5b6570"))
+    if ok:
+        parts.append(charts._dots(xs([t for t, _ in ok]), ys([ms for _, ms in ok]), color, 3.0))
+    for t in bad:
+        x, y = float(xs(t)), y0 + 4
+        parts.append(f'<path d="M{x - 3:.1f} {y - 3:.1f}l6 6M{x - 3:.1f} {y + 3:.1f}l6 -6" stroke="#c0392b" stroke-width="1.5"/>')
+    for t, kind, _name, state in tl.transitions:
+        x = float(xs(t))
+        if kind == "node":
+            c = "#2f8f4e" if state == "Ready" else "#c0392b"
+            parts.append(f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{y0:.1f}" y2="{y0 + height:.1f}" stroke="{c}" stroke-dasharray="4 3"/>')
+            parts.append(charts._text(x + 2, y0 + 12, _("node %(state)s") % {"state": state}, "start", 9, c))
+        else:
+            c = "#2f8f4e" if state == "Ready" else "#7f7f7f"
+            parts.append(f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{y0 + height - 6:.1f}" y2="{y0 + height + 2:.1f}" stroke="{c}" stroke-width="2"/>')
+    x0 = float(xs(0.0))
+    parts.append(f'<line x1="{x0:.1f}" x2="{x0:.1f}" y1="{y0:.1f}" y2="{y0 + height:.1f}" stroke="#444" stroke-width="1.2"/>')
+    parts.append(charts._text(x0 + 2, y0 - 8, _(NAMES.get(tl.disruption, tl.disruption)), "start", 10))
+    title = _("%(p)s: %(name)s of %(node)s") % {"p": platform, "name": _(NAMES.get(tl.disruption, tl.disruption)),
+                                                  "node": tl.node}
+    return charts._svg(parts, y0 + height + 36, title)
 
 
 def section(summary: Sequence[MetricRow], runset: RunSet, platforms: Sequence[str], colors: dict[str, str],
@@ -165,5 +179,5 @@ def section(summary: Sequence[MetricRow], runset: RunSet, platforms: Sequence[st
             "name": NAMES.get(tl.disruption, tl.disruption).capitalize(), "node": tl.node, "p": platform,
             "failed": failed, "n": len(tl.transitions)}
         if with_charts:
-            out.chart = timeline_chart(tl, platform, colors.get(platform, "#1f5fa8"))
+            out.chart = timeline_chart(tl, platform, colors.get(platform, "#1f5fa8"), lang)
     return out

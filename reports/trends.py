@@ -19,6 +19,7 @@ import pandas as pd
 
 from plumbing.errors import UserError
 from plumbing.validation import read_yaml
+from reports.i18n import ENGLISH, Language
 from reports.model import ChangePoint, Options, Trend
 
 # For Gaussian noise, the night-to-night difference has sd σ·√2 and its absolute value a median of
@@ -160,8 +161,10 @@ def analyse_trends(
     attrs: pd.DataFrame,
     acks: list[Ack],
     opts: Options = Options(),
+    tr: Language = ENGLISH,
 ) -> tuple[list[Trend], dict[tuple[str, str], list[int]]]:
     """Trends for every (metric, platform) with at least two nights; also the breakpoints per series."""
+    _ = tr.gettext
     trends: list[Trend] = []
     breaks: dict[tuple[str, str], list[int]] = {}
     if nightly.empty:
@@ -188,28 +191,29 @@ def analyse_trends(
             )
         flagged, message = False, ""
         if len(values) < 2 * opts.min_segment:
-            message = (
-                f"{len(values)} nights: change points need at least {opts.min_segment} nights on either side"
-            )
+            message = _("%(n)s nights: change points need at least %(min)s nights on either side") % {
+                "n": len(values), "min": opts.min_segment}
         elif not cps:
-            message = f"stable over {len(values)} nights"
+            message = _("stable over %(n)s nights") % {"n": len(values)}
         else:
             last = cps[-1]
             change = last.change_pct / 100.0
             worse = change > opts.regression_threshold if better == "lower" else change < -opts.regression_threshold
-            direction = "worse" if worse else ("better" if abs(change) > opts.regression_threshold else "changed")
             ack = _matching_ack(acks, metric, platform, dt.date.fromisoformat(last.date), opts.ack_tolerance_days)
             if ack is not None:
-                last.acknowledged = f"{ack.reason} (acknowledged {ack.date.isoformat()})"
+                last.acknowledged = _("%(reason)s (acknowledged %(date)s)") % {"reason": ack.reason, "date": tr.date(ack.date)}
             if worse and ack is None:
                 flagged = True
-                message = (
-                    f"regression since {last.date}: {_pct(change)} ({_num(last.before)} → {_num(last.after)} {unit})"
-                )
+                message = _("regression since %(date)s: %(change)s (%(before)s → %(after)s %(unit)s)") % {
+                    "date": tr.date(last.date), "change": _pct(change, tr), "before": tr.num(last.before),
+                    "after": tr.num(last.after), "unit": unit}
             elif worse:
-                message = f"known regression since {last.date}: {_pct(change)}; acknowledged: {ack.reason}"
+                message = _("known regression since %(date)s: %(change)s; acknowledged: %(reason)s") % {
+                    "date": tr.date(last.date), "change": _pct(change, tr), "reason": ack.reason}
+            elif abs(change) > opts.regression_threshold:
+                message = _("newest level since %(date)s is better: %(change)s") % {"date": tr.date(last.date), "change": _pct(change, tr)}
             else:
-                message = f"newest level since {last.date} is {direction}: {_pct(change)}"
+                message = _("newest level since %(date)s changed: %(change)s") % {"date": tr.date(last.date), "change": _pct(change, tr)}
         trends.append(
             Trend(
                 metric=metric, platform=platform, better=better, unit=unit, nights=len(values),
@@ -230,11 +234,7 @@ def _matching_ack(acks: list[Ack], metric: str, platform: str, cp_date: dt.date,
     return None
 
 
-def _pct(x: float) -> str:
+def _pct(x: float, tr: Language = ENGLISH) -> str:
     if not math.isfinite(x):
-        return "from zero"
-    return f"{x * 100:+.1f} %"
-
-
-def _num(x: float) -> str:
-    return f"{x:.4g}"
+        return tr.gettext("from zero")
+    return tr.pct(x, signed=True)

@@ -10,6 +10,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from reports.i18n import N_  # reasons are msgids, translated where the report shows them
+
 TIME_UNITS = frozenset({"s", "ms", "us", "µs", "ns", "min", "h", "seconds", "milliseconds"})
 # Units whose values cannot be negative. Unknown units (e.g. a signed delta) are left alone.
 NON_NEGATIVE_UNITS = TIME_UNITS | frozenset(
@@ -36,11 +38,11 @@ def split_invalid(samples: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     is_time = unit.isin(TIME_UNITS).to_numpy()
     non_negative = unit.isin(NON_NEGATIVE_UNITS).to_numpy()
     # Later assignments win: the most specific reason is the one listed.
-    reason[negative & non_negative & ~is_time] = "negative value for a unit that cannot be negative"
-    reason[negative & is_time] = "negative duration (clock skew between runner and node?)"
-    reason[~better.isin(BETTER_VALUES).to_numpy()] = "`better` is neither 'lower' nor 'higher'"
-    reason[(metric.isna() | metric.eq("")).to_numpy(dtype=bool)] = "no metric name"
-    reason[~np.isfinite(value)] = "not a finite number (NaN or infinite)"
+    reason[negative & non_negative & ~is_time] = N_("negative value for a unit that cannot be negative")
+    reason[negative & is_time] = N_("negative duration (clock skew between runner and node?)")
+    reason[~better.isin(BETTER_VALUES).to_numpy()] = N_("`better` is neither 'lower' nor 'higher'")
+    reason[(metric.isna() | metric.eq("")).to_numpy(dtype=bool)] = N_("no metric name")
+    reason[~np.isfinite(value)] = N_("not a finite number (NaN or infinite)")
 
     bad = reason != ""
     if not bad.any():

@@ -122,15 +122,15 @@ def test_validation_matrix_uses_the_latest_run_and_ignores_skips():
     assert row.fisher_p == pytest.approx(0.4)  # 3/3 vs 1/2
 
 
-def test_charts_in_worker_processes_equal_serial_ones():
+def test_svg_charts_escape_names_and_draw_every_run():
     from reports import charts
 
-    colors = charts.color_for(["a", "b"])
-    rng = np.random.default_rng(0)
-    jobs = [("distribution", (f"m{i}", "s", [("a", rng.normal(10, 1, 50), rng.normal(10, 1, 4)),
-                                              ("b", rng.normal(12, 1, 50), rng.normal(12, 1, 4))], colors))
-            for i in range(4)]
-    serial = charts.render_many(jobs)
-    parallel = charts.render_many(jobs, parallel_from=2)
-    assert serial == parallel
-    assert all(u.startswith("data:image/png;base64,") for u in serial)
+    colors = charts.color_for(["a<b>", "b"])
+    box = charts.box_stats(8.0, 9.5, 10.0, 10.5, 12.0)
+    medians = np.linspace(9, 11, 365)
+    svg = charts.metric_chart("m.<script>x</script>", "s", [("a<b>", box, medians), ("b", None, np.array([]))],
+                              [("a<b>", [f"2024-01-{d:02d}" for d in range(1, 29)], np.linspace(1, 2, 28), [14])], colors, "fr")
+    assert "<script>" not in svg and "&lt;script&gt;" in svg and "a&lt;b&gt;" in svg
+    assert svg.count("h0") == 365 + 28  # one dot per run median, one per night
+    assert "médiane par nuit (s)" in svg and 'stroke-dasharray="4 3"' in svg  # French label, one change point
+    assert charts.nice_ticks(0.0, 1.0) == [0.0, 0.2, 0.4, 0.6, 0.8, 1.0]

@@ -199,8 +199,9 @@ def test_report_sentence_for_a_decided_metric():
     report = build_report(_runset({"vsphere": base, "kvm": cand}), with_charts=False)
     (row,) = report.summary
     assert row.verdict == "worse"
-    assert row.sentence.startswith("build.duration on kvm takes ")
-    assert "longer than on vsphere (95 % CI" in row.sentence
+    text = row.sentence.replace("\xa0", " ")
+    assert text.startswith("build.duration on kvm takes ")
+    assert "longer than on vsphere (95 % CI" in text
     assert "4 runs per platform, ~40 samples per run" in row.sentence
     assert report.headlines == [row.sentence]
 
@@ -214,3 +215,106 @@ def test_inconclusive_metric_states_runs_needed():
     assert row.verdict == "no significant difference"
     assert row.runs_needed and row.runs_needed > 3
     assert f"about {row.runs_needed} runs per platform are needed" in row.sentence
+
+
+@pytest.mark.parametrize("test,n", [("welch", 3), ("welch", 5), ("mannwhitney", 6)])
+def test_intervals_agree_with_holm_verdicts(test, n):
+    """Over many families of 8 metrics (some shifted): an interval excludes 'no change' iff Holm rejects."""
+    opts = Options(test=test)
+    rng = np.random.default_rng(31)
+    checked = rejected = 0
+    for _ in range(15 if test == "mannwhitney" else 150):  # scipy's exact U test is slow per call
+        pairs = [(run_medians(rng, n, 100.0)[0], run_medians(rng, n, 100.0 * f)[0])
+                 for f in (1.0, 1.0, 1.0, 1.03, 1.08, 1.15, 1.3, 0.8)]
+        cs = [stats.compare_runs(b, c, opts) for b, c in pairs]
+        family = [c.p_value for c in cs]
+        adjusted = stats.holm(family)
+        levels = stats.holm_levels(family, opts.alpha)
+        for (b, c), p_holm, level in zip(pairs, adjusted, levels):
+            lo, hi = stats.interval(b, c, level, opts)
+            assert level >= 1 - opts.alpha
+            assert (lo > 1 or hi < 1) == (p_holm < opts.alpha), (p_holm, level, lo, hi)
+            checked += 1
+            rejected += p_holm < opts.alpha
+    assert 0 < rejected < checked  # both outcomes were exercised
+
+
+def test_t_interval_covers_at_its_level_with_three_runs():
+    # A bootstrap over 3 runs has 10 distinct resamples a side and covers far less than 95 %;
+    # the t interval that matches Welch keeps its promise.
+    rng = np.random.default_rng(32)
+    covered = 0
+    for _ in range(1000):
+        base, _ = run_medians(rng, 3, 100.0)
+        cand, _ = run_medians(rng, 3, 110.0)
+        c = stats.compare_runs(base, cand, OPTS)
+        assert c.ci_level == pytest.approx(0.95)
+        covered += c.ci_low <= 1.1 <= c.ci_high
+    assert 0.93 <= covered / 1000 <= 0.975
+
+
+def test_known_truth_report_shows_no_confident_interval_for_noisy_metrics(tmp_path):
+    """reports/synthetic.py: a 60 % run-to-run metric with a large apparent shift, and a true 20 % shift."""
+    from reports.render import render_html
+    from reports.synthetic import MetricTruth, PlatformTruth, write_platform
+    from results.store import load_runs
+
+    rng = np.random.default_rng(33)
+    def metrics(f):
+        return [MetricTruth("provision.vms.duration", 100.0 * f, run_sd=0.6, samples=3),
+                MetricTruth("build.duration", 100.0 * f, run_sd=0.02, samples=3),
+                *[MetricTruth(f"other.m{i}", 50.0, run_sd=0.05, samples=3) for i in range(6)]]
+    write_platform(tmp_path, PlatformTruth("kvm-default", metrics(1.0), runs=4), rng)
+    write_platform(tmp_path, PlatformTruth("kvm-tuned", metrics(1.2), runs=4), rng)
+    report = build_report(load_runs([tmp_path]), "kvm-default", "kvm-tuned", with_charts=False)
+    rows = {r.metric: r for r in report.summary}
+    noisy, real = rows["provision.vms.duration"], rows["build.duration"]
+    assert noisy.verdict == "variance too high"
+    assert real.verdict == "worse" and real.ci_low < 1.2 < real.ci_high and real.ci_low > 1
+    assert real.ci_level > 0.95  # one of 8 metrics: Holm's level, not 95 %
+    html = render_html(report)
+    row_html = html[html.index('href="#m-provision-vms-duration"'):]
+    row_html = row_html[:row_html.index("</tr>")]
+    assert "inconclusive: no interval (runs too noisy)" in row_html and "…" not in row_html
+
+
+def test_audit_finding_counts_are_listed_not_judged(tmp_path):
+    from reports.render import render_html
+    from reports.synthetic import MetricTruth, PlatformTruth, write_platform
+    from results.store import load_runs
+
+    rng = np.random.default_rng(34)
+    def metrics(findings):
+        return [MetricTruth("audit.findings.total", findings, unit="count", suite="audit", run_sd=0.0, sample_sd=0.0, samples=1),
+                MetricTruth("build.duration", 100.0, samples=3)]
+    write_platform(tmp_path, PlatformTruth("kvm-default", metrics(2.0), runs=3), rng)
+    write_platform(tmp_path, PlatformTruth("kvm-tuned", metrics(1e-9), runs=3), rng)  # ~0 findings
+    report = build_report(load_runs([tmp_path]), "kvm-default", "kvm-tuned", with_charts=False)
+    assert [r.metric for r in report.summary] == ["build.duration"]
+    assert [s.metric for s in report.sections] == ["build.duration"]
+    assert sum(report.verdict_counts.values()) == 1
+    assert report.audit_findings == [{"metric": "audit.findings.total", "kvm-default": 2.0, "kvm-default runs": 3,
+                                      "kvm-tuned": pytest.approx(0.0, abs=1e-6), "kvm-tuned runs": 3}]
+    html = render_html(report)
+    assert "Audit findings" in html and "never enter the performance verdicts" in html
+
+
+def test_fisher_exact_matches_scipy():
+    for pa, ca, pb, cb in [(10, 10, 0, 10), (9, 10, 8, 10), (3, 3, 1, 2), (0, 5, 0, 7), (12, 30, 25, 31), (1, 1, 0, 1),
+                           (364, 365, 340, 365)]:
+        expected = sps.fisher_exact([[pa, ca - pa], [pb, cb - pb]]).pvalue
+        assert stats.fisher_pass_rates(pa, ca, pb, cb) == pytest.approx(expected, rel=1e-9, abs=1e-300)
+
+
+def test_t_distribution_matches_scipy():
+    from scipy import special
+
+    from reports.tdist import t_ppf, t_sf
+
+    for df in (1, 1.5, 2, 3, 4.3, 7, 12, 30, 100, 1000, 1e4):
+        for t in (0.01, 0.5, 1, 2, 3, 5, 10, 30, 100):
+            assert t_sf(t, df) == pytest.approx(special.stdtr(df, -t), rel=1e-9, abs=1e-300)
+            assert t_sf(-t, df) == pytest.approx(special.stdtr(df, t), rel=1e-9)
+        for q in (0.6, 0.8, 0.9, 0.975, 0.995, 0.9999, 1 - 1e-9):
+            assert t_ppf(q, df) == pytest.approx(special.stdtrit(df, q), rel=1e-8)
+            assert t_ppf(1 - q, df) == pytest.approx(special.stdtrit(df, 1 - q), rel=1e-8)

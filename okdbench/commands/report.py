@@ -51,6 +51,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--test", choices=("welch", "mannwhitney"), default="welch",
                         help="test on run medians: Welch t on log values (default) or Mann-Whitney U (>= 4 runs a side)")
     parser.add_argument("--title", help="report title")
+    from reports.i18n import LANGUAGES  # gettext only: keeps `--help` fast
+
+    parser.add_argument("--lang", choices=LANGUAGES, default="en",
+                        help="language of the HTML report: en (default) or fr (sentences, verdicts, numbers, dates)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -83,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
     opts = Options(cv_limit=args.cv_limit, regression_threshold=args.regression_threshold, test=args.test)
     report = analysis.build_report(
         runset, args.baseline, args.candidate, opts, acks=acks, costs=cost_table, title=args.title,
-        with_charts=fmt == "html",
+        with_charts=fmt == "html", lang=args.lang,
     )
     try:
         render.write_output(report, out, fmt)

@@ -138,6 +138,7 @@ class NightlyConfig(_Model):
     reports_dir: Path = Path("reports/out")
     logs_dir: Path = Path("logs")
     report_name: str = Field("nightly", pattern=r"^[A-Za-z0-9_.-]{1,80}$")
+    lang: Literal["en", "fr"] = "en"  # language of the nightly report (okdbench report --lang)
     lock_file: Path | None = None  # default: <results_dir>/.okdbench-nightly.lock
     # The checkout whose suites/ to run (with its conftest.py); default: this okdbench installation.
     suites_root: Path | None = None

@@ -29,6 +29,7 @@ class ReportOutcome:
 
 def nightly_report(cfg: NightlyConfig) -> ReportOutcome:
     from reports.analysis import build_report
+    from reports.i18n import language
     from reports.model import Options
     from reports.render import write_output
 
@@ -43,8 +44,9 @@ def nightly_report(cfg: NightlyConfig) -> ReportOutcome:
         costs = load_costs(cfg.costs)
     runset = load_runs([cfg.results_dir])
     baseline, candidate = cfg.comparison()
+    title = language(cfg.lang).gettext("Nightly: OKD on %(candidate)s compared with %(baseline)s")
     report = build_report(runset, baseline=baseline, candidate=candidate, opts=Options(), acks=acks, costs=costs,
-                          title=f"Nightly: OKD on {candidate} compared with {baseline}")
+                          title=title % {"candidate": candidate, "baseline": baseline}, lang=cfg.lang)
     out = Path(cfg.reports_dir) / f"{cfg.report_name}.html"
     write_output(report, out, "html")
     write_output(report, out.with_suffix(".json"), "json")
