@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from plumbing.errors import UserError
-from reports import aggregate, charts, stats, trends, validity
+from reports import aggregate, charts, conditions, stats, trends, validity
 from reports.model import (
     MIN_RUNS,
     CostTable,
@@ -103,6 +103,7 @@ def build_report(
         samples = samples[samples["platform"].isin(pair)]
         samples = samples.assign(platform=samples["platform"].cat.remove_unused_categories())
     valid, invalid = validity.split_invalid(samples)
+    valid, context = conditions.split(valid)  # run conditions: their own section, not verdicts
     phase(f"{len(valid)} valid samples, {len(invalid)} invalid")
 
     attrs, attr_warnings = aggregate.metric_attributes(valid)
@@ -127,6 +128,8 @@ def build_report(
     try:
         quant = aggregate.sample_quantiles(valid)
         summary = _summary(rm, valid, quant, attrs, base, cand, opts)
+        cond, summary = conditions.build(context, valid, summary, pair, opts.exclude_contended,
+                                         lambda s: _rows(s, base, cand, opts))
         phase("comparisons")
         criteria = _criteria(runset.criteria, runset.runs, pair)
         sections = _sections(summary, quant, attrs, pair)
@@ -171,6 +174,7 @@ def build_report(
         warnings=warnings,
         costs=costs,
         verdict_counts={v: counts.get(v, 0) for v in VERDICTS},
+        conditions=cond,
     )
     phase("report content ready")
     return report
@@ -237,6 +241,12 @@ def _summary(
         row.sentence = sentence(row, opts)
         rows.append(row)
     return rows
+
+
+def _rows(samples: pd.DataFrame, base: str, cand: str, opts: Options) -> list[MetricRow]:
+    """Executive-summary rows of any subset of samples (conditions, runs without contention)."""
+    attrs, _ = aggregate.metric_attributes(samples)
+    return _summary(aggregate.run_medians(samples), samples, aggregate.sample_quantiles(samples), attrs, base, cand, opts)
 
 
 def _pct(r: float | None, signed: bool = True) -> str:

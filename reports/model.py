@@ -36,6 +36,7 @@ class Options:
     seed: int = 20240601  # bootstrap reproducibility: the same folders give the same report
     min_segment: int = 10  # no change point with fewer nights than this on either side
     ack_tolerance_days: int = 3  # an ack dated up to this many days before a change point still covers it
+    exclude_contended: bool = False  # verdicts without runs whose conditions crossed reports/conditions.py's thresholds
 
 
 @dataclass
@@ -211,3 +212,4 @@ class Report:
     warnings: list[str]
     costs: CostTable | None
     verdict_counts: dict[str, int]
+    conditions: object | None = None  # reports.conditions.ConditionsSection (it imports this module)
