@@ -7,6 +7,9 @@ A platform package (provision/kvm/, provision/vsphere/) provides in its platform
     hypervisor_facts(spec, *, insecure: bool = False) -> dict
     remove_bootstrap(spec, *, insecure: bool = False) -> None
 provision/lifecycle.py drives them; nothing else should call them in sequence by hand.
+
+Run conditions (hypervisor-side contention counters) come from provision/<platform>/stats.py:
+    open_stats(spec, *, insecure: bool = False) -> StatsSource   (see `stats_module`)
 """
 
 from __future__ import annotations
@@ -49,4 +52,49 @@ def platform_module(platform: str) -> ModuleType:
     missing = [f for f in PLATFORM_FUNCTIONS if not callable(getattr(module, f, None))]
     if missing:
         raise TypeError(f"provision.{platform}.platform lacks {', '.join(missing)}")
+    return module
+
+
+# ---------------------------------------------------------------- run conditions
+
+
+@dataclass(frozen=True)
+class Reading:
+    """One condition over one window: e.g. CPU wait of one node VM, as a fraction of a vCPU."""
+
+    metric: str  # context.hv.cpu.wait, context.host.vcpu_ratio, ...
+    value: float
+    unit: str
+    node: str  # the spec's machine name, or host:<name> for the hypervisor host
+    better: str = "lower"
+
+
+class StatsSource:
+    """Hypervisor-side conditions of a cluster's VMs, window by window.
+
+    begin() at the start of a window, sample() every few seconds during it (from a background
+    thread), end() -> readings over the window. Any method may raise; the caller turns that into
+    a one-line note and stops using the source.
+    """
+
+    name = "hypervisor"
+
+    def begin(self) -> None:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def sample(self) -> None:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def end(self) -> list[Reading]:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass
+
+
+def stats_module(platform: str) -> ModuleType:
+    """provision.<platform>.stats, checked to expose open_stats(spec, *, insecure)."""
+    module = importlib.import_module(f"provision.{platform}.stats")
+    if not callable(getattr(module, "open_stats", None)):
+        raise TypeError(f"provision.{platform}.stats lacks open_stats")
     return module
