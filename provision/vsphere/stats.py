@@ -101,8 +101,9 @@ class VsphereStats(StatsSource):
         pm = self.si.content.perfManager
         ids = [vim.PerformanceManager.MetricId(counterId=self._counters[n], instance="") for n in names if n in self._counters]
         by_id = {v: k for k, v in self._counters.items()}
-        specs = [vim.PerformanceManager.QuerySpec(entity=e, metricId=ids, intervalId=INTERVAL_S, startTime=start, endTime=end)
-                 for e in entities]
+        samples = int((end - start).total_seconds() // INTERVAL_S) + 2
+        specs = [vim.PerformanceManager.QuerySpec(entity=e, metricId=ids, intervalId=INTERVAL_S, startTime=start, endTime=end,
+                                                  maxSample=samples) for e in entities]
         out: dict[str, dict[str, list[float]]] = {}
         for res in pm.QueryPerf(querySpec=specs) if specs else []:
             series: dict[str, list[float]] = {}
