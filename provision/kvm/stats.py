@@ -58,6 +58,12 @@ def _block_sum(stats: dict, what: str) -> float | None:
     return float(sum(values)) if values else None
 
 
+def _swap(stats: dict) -> float | None:
+    if stats.get("balloon.swap_in") is None:
+        return None  # no balloon statistics period set: the guest reports no swap counters
+    return float(stats["balloon.swap_in"] + stats.get("balloon.swap_out", 0))
+
+
 def counter_rate(snaps: list[Snapshot], value: Callable[[Snapshot], float | None]) -> tuple[float, float] | None:
     """(sum of increases, seconds covered) over consecutive snapshots; a counter that went
     backwards (domain restarted) contributes nothing for that interval."""
@@ -89,7 +95,7 @@ def window_readings(snaps: list[Snapshot], nodes: dict[str, str], host: str) -> 
             if r:
                 out.append(Reading("context.hv.cpu.wait", r[0] / 1e9 / r[1] / vcpus, "ratio", node))
         if last.get("balloon.swap_in") is not None:
-            r = counter_rate(present, lambda s: float(s.domains[dom].get("balloon.swap_in", 0) + s.domains[dom].get("balloon.swap_out", 0)))
+            r = counter_rate(present, lambda s: _swap(s.domains[dom]))
             if r:
                 out.append(Reading("context.hv.memory.swap", r[0] / r[1], "KiB/s", node))
         ballooned = [1.0 - s.domains[dom]["balloon.current"] / s.domains[dom]["balloon.maximum"]
