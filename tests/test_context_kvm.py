@@ -3,9 +3,11 @@ guest's vCPU delay (libvirt vcpu.N.delay) rises and the run is flagged as conten
 
 from __future__ import annotations
 
+import json
+import os
 import shutil
 import subprocess
-import time
+import sys
 from pathlib import Path
 
 import pytest
@@ -16,7 +18,6 @@ from provision.spec import parse_spec
 from reports import conditions
 from results.schema import RunInfo
 from results.store import RunWriter, load_runs
-from suites.context.capture import Capture
 from suites.context.session import sample_of
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -71,89 +72,75 @@ def vmroot():
 
 
 @pytest.fixture(scope="module")
-def busy_guest(libvirt_uri, test_guest, vmroot):
-    """One 1-vCPU test guest hashing in a loop (okdbench.probes=cpu, many repetitions), on its own pool."""
+def pool(libvirt_uri, vmroot):
     import libvirt
 
     libvirt.registerErrorHandler(lambda *_: None, None)
     conn = libvirt.open(libvirt_uri)
     pool_dir = vmroot / "pool"
     pool_dir.mkdir(exist_ok=True)
-    pool = conn.storagePoolDefineXML(f"<pool type='dir'><name>{NAME}-pool</name><target><path>{pool_dir}</path></target></pool>")
-    pool.create()
-    spec = parse_spec({
-        "name": NAME, "base_domain": "okdbench.test", "platform": "kvm", "okd": {"guest": "testguest"},
-        "network": {"machine_cidr": "198.18.215.0/24"},
-        "nodes": [{"role": "worker", "count": 1, "vcpu": 1, "memory": "256MiB", "disk": "1GiB"}],
-        "kvm": {"storage_pool": f"{NAME}-pool", "kernel": str(test_guest.kernel), "initrd": str(test_guest.initrd),
-                "domain_type": "auto", "kernel_args": "okdbench.probes=cpu okdbench.repeat=400 okdbench.cpu_mib=8 okdbench.timeout=600"},
-    })
-    from provision.kvm import platform as kvm
-
-    try:
-        result = kvm.provision(spec, vmroot / "work")
-        serial = result.vms[0].serial_log
-        last, t_last = "", time.monotonic()
-        while "OKDBENCH probe cpu" not in last:  # busy from the first probe on; bounded by lack of progress
-            text = serial.read_text(errors="replace") if serial.exists() else ""
-            if text != last:
-                last, t_last = text, time.monotonic()
-            elif time.monotonic() - t_last > 120:
-                pytest.fail(f"the guest made no progress for 120 s: {last[-500:]}")
-            time.sleep(0.5)
-        # The vCPU and the test's burner share host CPU 0, so the burner contends with the guest whatever
-        # else the machine runs.
-        conn.lookupByName(f"{NAME}-worker-0").pinVcpu(0, (True,) + (False,) * (conn.getInfo()[2] - 1))
-        yield spec
-    finally:
-        kvm.destroy(spec)
-        for vol in pool.listAllVolumes():
-            vol.delete(0)
-        pool.destroy()
-        pool.undefine()
-        conn.close()
+    p = conn.storagePoolDefineXML(f"<pool type='dir'><name>{NAME}-pool</name><target><path>{pool_dir}</path></target></pool>")
+    p.create()
+    yield p.name()
+    for vol in p.listAllVolumes():
+        vol.delete(0)
+    p.destroy()
+    p.undefine()
+    conn.close()
 
 
 @pytest.mark.slow
 @pytest.mark.needs_libvirtd
-def test_cpu_burner_on_the_host_raises_vcpu_delay_and_flags_the_run(busy_guest, tmp_path):
-    stress = shutil.which("stress-ng")
-    if stress is None:
-        pytest.skip("stress-ng not installed (Debian package stress-ng)")
-    spec = busy_guest
-    writer = RunWriter(tmp_path, RunInfo(run_id="r-loaded", platform="kvm", cluster=NAME, started="2026-01-01T00:00:00+00:00"))
-    cfg = type("Cfg", (), {"run_id": "r-loaded", "label": "kvm"})()
-    recorded: dict[str, list] = {}
+def test_suites_run_under_a_host_cpu_burner_records_vcpu_delay_and_is_flagged(libvirt_uri, test_guest, pool, vmroot, tmp_path):
+    """`pytest suites/ --platform=kvm --spec` of a busy test guest while okdbench's host-load burner
+    (the demo's --load-host) runs: the guests' window gets libvirt conditions and the report flags the run."""
+    from okdbench import hostload
+    from okdbench.cli import main
 
-    def record(reading, window, rep, source):
-        recorded.setdefault(window, []).append(reading)
-        writer.record_sample(sample_of(reading, window, rep, source, cfg, NAME))
-
-    notes: list[str] = []
-    cap = Capture(record, notes.append, interval_s=0.5)
-    cap.add(kvm_stats.open_stats(spec))
-    with cap.window("quiet"):
-        time.sleep(3)
-    burner = subprocess.Popen([stress, "--cpu", "4", "--taskset", "0", "--timeout", "120", "--quiet"])
+    spec = {
+        "name": NAME, "base_domain": "okdbench.test", "platform": "kvm", "okd": {"guest": "testguest"},
+        "network": {"machine_cidr": "198.18.215.0/24"},
+        "nodes": [{"role": "worker", "count": 1, "vcpu": 1, "memory": "256MiB", "disk": "1GiB"}],
+        "kvm": {"storage_pool": pool, "kernel": str(test_guest.kernel), "initrd": str(test_guest.initrd), "domain_type": "auto",
+                "kernel_args": "okdbench.probes=cpu okdbench.repeat=10 okdbench.cpu_mib=4 okdbench.timeout=600"},
+    }
+    spec_path = tmp_path / "spec.yaml"
+    spec_path.write_text(json.dumps(spec))
+    results = tmp_path / "results"
+    env = dict(os.environ, OKDBENCH_WORKDIR=str(vmroot / "work"))
+    burner = hostload.start()
     try:
-        time.sleep(0.5)
-        with cap.window("loaded", 1):
-            time.sleep(4)
+        proc = subprocess.run([sys.executable, "-m", "pytest", "suites/test_guest_boot.py", "--platform=kvm", "--label=kvm-loaded",
+                               f"--spec={spec_path}", f"--results-dir={results}", "--context-interval=1",
+                               "-p", "no:cacheprovider", "-q"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
     finally:
-        burner.terminate()
-        burner.wait(timeout=30)
-    cap.close()
-    writer.finish("complete")
-    assert notes == []
+        hostload.stop(burner)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
+    runs = load_runs([results])
+    ctx = runs.samples[runs.samples["suite"] == "context"].copy()
+    ctx["labels"] = ctx["labels"].map(json.loads)
+    assert {(lab["window"], lab["source"]) for lab in ctx["labels"]} == {("guests.run", "libvirt")}
+    wait = ctx[ctx["metric"] == "context.hv.cpu.wait"]
+    assert [lab["node"] for lab in wait["labels"]] == ["worker-0"]
+    print(f"vCPU delay of the guest under the burner: {wait['value'].iloc[0]:.1%}")
+    assert wait["value"].iloc[0] > 0.05
+    assert {"context.host.cpu.busy", "context.host.vcpu_ratio", "context.host.other_vms"} <= set(ctx["metric"])
+    assert "hypervisor side not captured" not in " ".join(runs.runs[0].warnings)
 
-    def wait(window):
-        return next(r.value for r in recorded[window] if r.metric == "context.hv.cpu.wait" and r.node == "worker-0")
+    # A quiet baseline run beside it: the report's Conditions section flags the loaded run.
+    write_quiet_run(results)
+    out = tmp_path / "report.html"
+    assert main(["report", str(results), "--baseline", "quiet", "--candidate", "kvm-loaded", "--out", str(out)]) == 0
+    html = out.read_text()
+    run_id = runs.runs[0].run_id
+    assert 'id="conditions"' in html and "1 contended run(s)" in html and run_id in html
 
-    print(f"vCPU delay: quiet {wait('quiet'):.1%}, with 4 CPU burners on the vCPU's host CPU {wait('loaded'):.1%}")
-    assert wait("loaded") > 0.05
-    host = {r.metric: r.value for r in recorded["loaded"] if r.node.startswith("host:")}
-    assert host["context.host.cpu.busy"] > 0.5 and 0 < host["context.host.memory.available"] <= 1
-    assert host["context.host.vcpu_ratio"] > 0 and host["context.host.other_vms"] >= 0
-    ctx = load_runs([tmp_path]).samples
-    [run] = conditions.contended_runs(ctx)
-    assert run.run_id == "r-loaded" and any("waited" in r for r in run.reasons)
+
+def write_quiet_run(results: Path) -> None:
+    w = RunWriter(results, RunInfo(run_id="quiet-0", platform="quiet", cluster="q", started="2026-01-01T00:00:00+00:00"))
+    cfg = type("Cfg", (), {"run_id": "quiet-0", "label": "quiet"})()
+    from provision.base import Reading
+
+    for metric, value in (("context.hv.cpu.wait", 0.004), ("context.host.cpu.busy", 0.2)):
+        w.record_sample(sample_of(Reading(metric, value, "ratio", "worker-0"), "guests.run", 0, "libvirt", cfg, "q"))
+    w.finish("complete")

@@ -39,8 +39,9 @@ class Snapshot:
 def _vcpu_sum(stats: dict, key: str) -> float | None:
     n = int(stats.get("vcpu.maximum", stats.get("vcpu.current", 0)) or 0)
     values = [stats.get(f"vcpu.{i}.{key}") for i in range(n)]
-    values = [v for v in values if v is not None]
-    return float(sum(values)) if values else None
+    if not values or any(v is None for v in values):
+        return None  # partial stats (domain starting or stopping): no sum to compare
+    return float(sum(values))
 
 
 def cpu_wait_key(stats: dict) -> str | None:
@@ -87,14 +88,14 @@ def window_readings(snaps: list[Snapshot], nodes: dict[str, str], host: str) -> 
         present = [s for s in snaps if dom in s.domains]
         if len(present) < 2:
             continue
-        last = present[-1].domains[dom]
-        key = cpu_wait_key(last)
-        vcpus = int(last.get("vcpu.current", 0) or 0)
+        # A domain shutting down can report partial stats in its last snapshot: take what any snapshot had.
+        key = next((k for s in reversed(present) if (k := cpu_wait_key(s.domains[dom]))), None)
+        vcpus = max(int(s.domains[dom].get("vcpu.current", 0) or 0) for s in present)
         if key and vcpus:
             r = counter_rate(present, lambda s, k=key: _vcpu_sum(s.domains[dom], k))
             if r:
                 out.append(Reading("context.hv.cpu.wait", r[0] / 1e9 / r[1] / vcpus, "ratio", node))
-        if last.get("balloon.swap_in") is not None:
+        if any(s.domains[dom].get("balloon.swap_in") is not None for s in present):
             r = counter_rate(present, lambda s: _swap(s.domains[dom]))
             if r:
                 out.append(Reading("context.hv.memory.swap", r[0] / r[1], "KiB/s", node))
