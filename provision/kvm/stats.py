@@ -95,16 +95,18 @@ def window_readings(snaps: list[Snapshot], nodes: dict[str, str], host: str) -> 
             r = counter_rate(present, lambda s, k=key: _vcpu_sum(s.domains[dom], k))
             if r:
                 out.append(Reading("context.hv.cpu.wait", r[0] / 1e9 / r[1] / vcpus, "ratio", node))
-        if any(s.domains[dom].get("balloon.swap_in") is not None for s in present):
-            r = counter_rate(present, lambda s: _swap(s.domains[dom]))
-            if r:
-                out.append(Reading("context.hv.memory.swap", r[0] / r[1], "KiB/s", node))
+        # Balloon and block counters are in the full snapshots only (window start and end, see KvmStats).
+        swapping = [s for s in present if _swap(s.domains[dom]) is not None]
+        r = counter_rate(swapping, lambda s: _swap(s.domains[dom]))
+        if r:
+            out.append(Reading("context.hv.memory.swap", r[0] / r[1], "KiB/s", node))
         ballooned = [1.0 - s.domains[dom]["balloon.current"] / s.domains[dom]["balloon.maximum"]
                      for s in present if s.domains[dom].get("balloon.maximum") and s.domains[dom].get("balloon.current") is not None]
         if ballooned:
             out.append(Reading("context.hv.memory.ballooned", max(0.0, max(ballooned)), "ratio", node))
-        reqs = counter_rate(present, lambda s: _block_sum(s.domains[dom], "reqs"))
-        times = counter_rate(present, lambda s: _block_sum(s.domains[dom], "times"))
+        blocks = [s for s in present if _block_sum(s.domains[dom], "reqs") is not None]
+        reqs = counter_rate(blocks, lambda s: _block_sum(s.domains[dom], "reqs"))
+        times = counter_rate(blocks, lambda s: _block_sum(s.domains[dom], "times"))
         if reqs and times and reqs[0] > 0:
             out.append(Reading("context.hv.disk.latency", times[0] / reqs[0] / 1e6, "ms", node))
     hnode = f"host:{host}"
@@ -146,12 +148,15 @@ class KvmStats(StatsSource):
             self.host = self.conn.getHostname()
         return self.conn
 
-    def snapshot(self) -> Snapshot:
+    def snapshot(self, full: bool = True) -> Snapshot:
+        """full: with balloon and block stats, which libvirt asks each QEMU for over QMP; the samples in
+        between read only what libvirt has itself (vCPU threads' schedstat, host counters)."""
         import libvirt
 
         conn = self._connect()
-        groups = (libvirt.VIR_DOMAIN_STATS_STATE | libvirt.VIR_DOMAIN_STATS_VCPU
-                  | libvirt.VIR_DOMAIN_STATS_BALLOON | libvirt.VIR_DOMAIN_STATS_BLOCK)
+        groups = libvirt.VIR_DOMAIN_STATS_STATE | libvirt.VIR_DOMAIN_STATS_VCPU
+        if full:
+            groups |= libvirt.VIR_DOMAIN_STATS_BALLOON | libvirt.VIR_DOMAIN_STATS_BLOCK
         t = time.monotonic()
         records = conn.getAllDomainStats(groups, libvirt.VIR_CONNECT_GET_ALL_DOMAINS_STATS_ACTIVE)
         ours, others, other_vcpus, all_vcpus = {}, 0, 0, 0
@@ -180,7 +185,7 @@ class KvmStats(StatsSource):
             log.info("conditions: none of the node VMs (%s) is running on %s yet", ", ".join(missing), self.uri)
 
     def sample(self) -> None:
-        self.snaps.append(self.snapshot())
+        self.snaps.append(self.snapshot(full=False))
 
     def end(self) -> list[Reading]:
         self.snaps.append(self.snapshot())
