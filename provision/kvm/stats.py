@@ -1,8 +1,9 @@
 """KVM run conditions from libvirt: vCPU delay, balloon swap, block latency of the node VMs; host load.
 
 Counters (libvirt `virConnectGetAllDomainStats`, cumulative, see libvirt's "domain stats" docs):
-  vcpu.<n>.delay  ns the vCPU thread sat runnable in the host's run queue (what the guest sees as
-                  steal; libvirt >= 7.x from /proc/<tid>/schedstat); vcpu.<n>.wait when delay is absent
+  vcpu.<n>.delay  ns the vCPU thread was enqueued by the host scheduler but waiting instead of running
+                  (libvirt reads /proc/<pid>/task/<tid>/schedstat; "exposed to the VM as a steal time");
+                  vcpu.<n>.wait, reported by some drivers, when delay is absent
   balloon.swap_in / balloon.swap_out  KiB the guest swapped (virtio balloon statistics)
   balloon.current / balloon.maximum   KiB the balloon left the guest / its configured memory
   block.<n>.rd|wr.reqs / .times       requests and ns spent on them: mean latency per request
