@@ -121,3 +121,27 @@ def test_nightly_summary_lists_contended_runs_and_marks_a_regression_on_a_conten
     assert all(c["date"] and c["reasons"] for c in listed)
     # the newest kvm night (index 7) is a contended one; vSphere's newest night is quiet
     assert _latest_contended(report, "kvm", listed) and not _latest_contended(report, "vsphere", listed)
+
+
+def test_nightly_regression_on_a_contended_night_says_so(tmp_path):
+    from okdbench.nightly.config import load_config
+    from okdbench.nightly.report import nightly_report
+    from tests.nightly_support import seed_history, write_config
+
+    cfg_path = write_config(tmp_path)
+    kvm = [10.0 + 0.05 * (i % 3) for i in range(12)] + [13.0 + 0.05 * (i % 3) for i in range(12)]
+    vs = [10.0 + 0.05 * (i % 3) for i in range(24)]
+    seed_history(tmp_path / "results", 24, {"kvm": kvm, "vsphere": vs})
+    # the newest kvm night also holds a run whose vCPUs waited 20 % of the time
+    started = datetime(2026, 1, 24, 2, 0, tzinfo=timezone.utc)
+    w = RunWriter(tmp_path / "results", RunInfo(run_id="busy-kvm", platform="kvm", cluster="seed", started=iso(started)))
+    w.record_sample(Sample(run_id="busy-kvm", platform="kvm", cluster="seed", suite="demo", metric="demo.duration",
+                           value=13.0, unit="s", timestamp=started, labels={"node": "n0"}))
+    w.record_sample(Sample(run_id="busy-kvm", platform="kvm", cluster="seed", suite="context", metric="context.hv.cpu.wait",
+                           value=0.2, unit="ratio", timestamp=started, labels={"node": "n0", "window": "demo.test_speed", "source": "libvirt"}))
+    w.finish("complete")
+    outcome = nightly_report(load_config(cfg_path))
+    assert [c["run_id"] for c in outcome.contended] == ["busy-kvm"]
+    [reg] = outcome.regressions
+    assert reg["platform"] == "kvm" and reg["contended"] == ["vCPUs waited 20.0 % of the time for a physical CPU"]
+    assert "the newest run on kvm was contended" in reg["message"]
