@@ -88,8 +88,11 @@ def test_report_names_contention_and_exclude_contended_changes_the_verdict(corpu
     clean = tmp_path / "clean.json"
     assert main(["report", str(results), "--baseline", "vsphere", "--candidate", "kvm", "--out", str(clean),
                  "--exclude-contended"]) == 0
-    row = next(m for m in json.loads(clean.read_text())["metrics"] if m["metric"] == "build.duration")
+    doc = json.loads(clean.read_text())
+    row = next(m for m in doc["metrics"] if m["metric"] == "build.duration")
     assert row["verdict"] == "no significant difference" and row["runs_cand"] == 3
+    assert doc["verdicts_excluding_contended"] is True
+    assert sorted(c["run_id"] for c in doc["contended_runs"]) == sorted(contended)
 
 
 def test_html_shows_conditions_side_by_side_and_both_verdicts(corpus, tmp_path):

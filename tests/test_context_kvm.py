@@ -14,8 +14,6 @@ import pytest
 
 from provision.kvm import stats as kvm_stats
 from provision.kvm.stats import Snapshot
-from provision.spec import parse_spec
-from reports import conditions
 from results.schema import RunInfo
 from results.store import RunWriter, load_runs
 from suites.context.session import sample_of
