@@ -84,13 +84,14 @@ def live(tmp_path_factory):
         yield prom, ne
 
 
+@pytest.mark.slow
 def test_live_node_exporter_through_a_suites_run(live, tmp_path_factory):
     """`pytest suites/ --kubeconfig`: the api benchmark's windows get guest conditions via thanos-querier's route."""
     prom, ne = live
     with started(tmp_path_factory.mktemp("fake-okd")) as fc:
         fc.prometheus_upstream = prom.url
         run = run_suites(fc, tmp_path_factory.mktemp("results"), "suites/test_api.py", "--repeat", "2",
-                         "--api-calls", "150", "--context-interval", "1")
+                         "--api-calls", "60", "--context-interval", "1")
     assert run.proc.returncode == 0, run.output[-3000:]
     ctx = run.runs.samples[run.runs.samples["suite"] == "context"].copy()
     assert len(ctx), run.output[-3000:]
