@@ -24,6 +24,7 @@ from typing import Callable
 
 import yaml
 
+from okdbench import hostload
 from plumbing.errors import UserError
 
 log = logging.getLogger("okdbench.demo")
@@ -251,7 +252,7 @@ def make_report(results_dir: Path, out_html: Path) -> Path:
 
 
 def run_demo(*, runs: int = 3, repeat: int = 3, out: Path | None = None, keep: bool = False,
-             progress: Progress | None = None) -> DemoResult:
+             progress: Progress | None = None, load_host: bool = False) -> DemoResult:
     if runs < 1:
         raise UserError(f"--runs: {runs} is not allowed; use 1 or more (3+ for statistics)")
     if repeat < 1:
@@ -270,8 +271,13 @@ def run_demo(*, runs: int = 3, repeat: int = 3, out: Path | None = None, keep: b
     last_index = {label: max(i for lbl, i in order if lbl == label) for label in LABELS}
     for n, (label, index) in enumerate(order, 1):
         keep_this = keep and index == last_index[label]
-        result.runs.append(run_one(label, index, specs[label], repeat, results_dir, logs_dir, progress,
-                                   f"{n}/{len(order)}", keep_this))
+        # --load-host: every second run of each platform under a CPU burner, so the report flags it as contended.
+        burner = hostload.start() if load_host and index % 2 == 1 else None
+        try:
+            result.runs.append(run_one(label, index, specs[label], repeat, results_dir, logs_dir, progress,
+                                       f"{n}/{len(order)}" + (" (host loaded)" if burner else ""), keep_this))
+        finally:
+            hostload.stop(burner)
     if runs < 3:
         progress("report", f"only {runs} run(s) per platform: the report will say 'not enough samples' (3+ needed)")
     progress("report", f"{CANDIDATE} vs {BASELINE}")

@@ -271,6 +271,17 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     metafunc.parametrize("_okdbench_repetition", range(cfg.repeat), ids=lambda i: f"rep{i}")
 
 
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Any:
+    # Run conditions (suites/context) are captured over each benchmark repetition's call, not its setup.
+    capture = item.funcargs.get("conditions") if item.get_closest_marker("benchmark") else None  # type: ignore[attr-defined]
+    if capture is None:
+        yield
+        return
+    with capture.window(f"{suite_name(item)}.{getattr(item, 'originalname', item.name)}", _repetition(item)):
+        yield
+
+
 def _repetition(item: pytest.Item) -> int:
     callspec = getattr(item, "callspec", None)
     return int(callspec.params.get("_okdbench_repetition", 0)) if callspec else 0

@@ -13,6 +13,8 @@ reached through the functions at the end of this module:
     power_off / power_on / pause / resume / reset / reboot (spec, vm) -> seconds the hypervisor took
     state(spec, vm) -> 'running' | 'paused' | 'shutoff' | …;  restore(spec, vm) -> what it did
     migrate(spec, vm, dest) -> Migration (KVM: dest is a libvirt URI; vSphere: an ESXi host name)
+Run conditions (hypervisor-side contention counters) come from provision/<platform>/stats.py:
+    open_stats(spec, *, insecure: bool = False) -> StatsSource   (see `stats_module`)
 """
 
 from __future__ import annotations
@@ -135,3 +137,46 @@ def migrate(spec: Any, vm: str, dest: str, *, insecure: bool = False, **options:
     result = module.migrate(spec, vm, dest, **options)
     return Migration(vm=vm, dest=dest, duration_s=result.duration_s, downtime_ms=result.downtime_ms,
                      source=spec.kvm.uri)
+# ---------------------------------------------------------------- run conditions
+
+
+@dataclass(frozen=True)
+class Reading:
+    """One condition over one window: e.g. CPU wait of one node VM, as a fraction of a vCPU."""
+
+    metric: str  # context.hv.cpu.wait, context.host.vcpu_ratio, ...
+    value: float
+    unit: str
+    node: str  # the spec's machine name, or host:<name> for the hypervisor host
+    better: str = "lower"
+
+
+class StatsSource:
+    """Hypervisor-side conditions of a cluster's VMs, window by window.
+
+    begin() at the start of a window, sample() every few seconds during it (from a background
+    thread), end() -> readings over the window. Any method may raise; the caller turns that into
+    a one-line note and stops using the source.
+    """
+
+    name = "hypervisor"
+
+    def begin(self) -> None:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def sample(self) -> None:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def end(self) -> list[Reading]:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass
+
+
+def stats_module(platform: str) -> ModuleType:
+    """provision.<platform>.stats, checked to expose open_stats(spec, *, insecure)."""
+    module = importlib.import_module(f"provision.{platform}.stats")
+    if not callable(getattr(module, "open_stats", None)):
+        raise TypeError(f"provision.{platform}.stats lacks open_stats")
+    return module

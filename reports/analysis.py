@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from plumbing.errors import UserError
-from reports import aggregate, charts, decision, noise, resilience, stats, trends, validity
+from reports import aggregate, charts, conditions, decision, noise, resilience, stats, trends, validity
 from reports.i18n import ENGLISH, Language, language
 from reports.model import (
     MIN_RUNS,
@@ -112,6 +112,7 @@ def build_report(
         samples = samples[samples["platform"].isin(pair)]
         samples = samples.assign(platform=samples["platform"].cat.remove_unused_categories())
     valid, invalid = validity.split_invalid(samples)
+    valid, context = conditions.split(valid)  # run conditions: their own section, not verdicts
     phase(f"{len(valid)} valid samples, {len(invalid)} invalid")
 
     audit_rows = _audit_counts(valid, pair)
@@ -132,6 +133,8 @@ def build_report(
     # One sort gives both the table's quantiles and the charts' boxes (1st/25th/75th/99th).
     quant = aggregate.sample_quantiles(valid, tuple(sorted(set(aggregate.QUANTILES) | set(BOX_QUANTILES))))
     summary = _summary(rm, valid, quant, attrs, base, cand, opts, tr)
+    cond, summary = conditions.build(context, valid, summary, pair, opts.exclude_contended,
+                                     lambda s: _rows(s, base, cand, opts, tr))
     phase("comparisons")
     criteria = _criteria(runset.criteria, runset.runs, pair)
     checked, skipped = _split_skipped(criteria, pair, tr)
@@ -182,6 +185,7 @@ def build_report(
         resilience=resilience_section,
         lang=tr.code,
         audit_findings=audit_rows,
+        conditions=cond,
     )
     phase("report content ready")
     return report
@@ -253,6 +257,13 @@ def _summary(
         row.sentence = sentence(row, opts, tr)
         rows.append(row)
     return rows
+
+
+def _rows(samples: pd.DataFrame, base: str, cand: str, opts: Options, tr: Language) -> list[MetricRow]:
+    """Executive-summary rows of any subset of samples (conditions, runs without contention)."""
+    attrs, _ = aggregate.metric_attributes(samples)
+    return _summary(aggregate.run_medians(samples), samples, aggregate.sample_quantiles(samples), attrs, base, cand,
+                    opts, tr)
 
 
 def sentence(row: MetricRow, opts: Options, tr: Language = ENGLISH) -> str:

@@ -37,6 +37,7 @@ class Options:
     seed: int = 20240601  # bootstrap reproducibility: the same folders give the same report
     min_segment: int = 10  # no change point with fewer nights than this on either side
     ack_tolerance_days: int = 3  # an ack dated up to this many days before a change point still covers it
+    exclude_contended: bool = False  # verdicts without runs whose conditions crossed reports/conditions.py's thresholds
 
 
 @dataclass
@@ -226,3 +227,4 @@ class Report:
     skipped_criteria: list[SkippedGroup] = field(default_factory=list)  # never checked on any run, by reason
     decision: list[str] = field(default_factory=list)  # the executive summary's first ≤ 5 lines
     noise: list[str] = field(default_factory=list)  # what to fix first when runs are too noisy to judge
+    conditions: object | None = None  # reports.conditions.ConditionsSection (it imports this module)

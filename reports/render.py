@@ -89,6 +89,9 @@ def summary_json(report: Report) -> str:
         "metrics": summary_records(report),
         "warnings": report.warnings,
     }
+    if report.conditions is not None:  # reports/conditions.py
+        doc["contended_runs"] = [asdict(c) for c in report.conditions.contended]
+        doc["verdicts_excluding_contended"] = report.conditions.excluded
     return json.dumps(doc, indent=2, allow_nan=False, default=_json_default) + "\n"
 
 

@@ -47,6 +47,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     g.addoption("--wait-ready", type=float, default=300.0,
                 help="seconds nodes-ready and csr wait for nodes still turning Ready and CSRs still being "
                      "approved, as right after an install (default 300)")
+    g.addoption("--context-interval", type=float, default=5.0,
+                help="seconds between samples of the run conditions (steal, CPU ready/delay, swap, host load) "
+                     "captured beside each benchmark repetition (default 5)")
+    g.addoption("--no-context", action="store_true", help="do not capture run conditions")
 
 
 @dataclass(frozen=True)
@@ -230,6 +234,36 @@ def fail_with_evidence(cluster: Any, okdbench_config: Any, run_writer: Any, suit
         pytest.fail(reason, pytrace=False)
 
     return fail
+
+
+# ---------------------------------------------------------------- run conditions
+
+
+@pytest.fixture(scope="session")
+def conditions_capture(request: pytest.FixtureRequest, okdbench_config: Any, run_writer: Any):
+    """The run's condition capture (suites/context), or None with --no-context."""
+    from suites.context.session import open_capture
+
+    if request.config.getoption("no_context"):
+        yield None
+        return
+    capture = open_capture(okdbench_config, run_writer, _positive("context-interval", request.config.getoption("context_interval")))
+    yield capture
+    capture.close()
+
+
+@pytest.fixture(autouse=True)
+def conditions(request: pytest.FixtureRequest, conditions_capture: Any):
+    """The capture, with the cluster's Prometheus added once a test has the cluster at hand;
+    the plugin opens a window with it around every benchmark repetition."""
+    if conditions_capture is not None and "prometheus" not in conditions_capture.sources:
+        from suites.context.session import add_guest_source
+
+        if {"kube", "openshift"} & set(request.fixturenames):
+            add_guest_source(conditions_capture, request.getfixturevalue("kube"),
+                             request.getfixturevalue("suite_options"), request.getfixturevalue("okdbench_config"),
+                             request.getfixturevalue("namespace") if "namespace" in request.fixturenames else None)
+    return conditions_capture
 
 
 def elapsed_since(start: float) -> float:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import shutil
 from pathlib import Path
@@ -36,8 +37,11 @@ def load_guests(request, okdbench_config, run_writer) -> list[guestlog.Guest]:
         log.info("guests finished %d/%d after %.1f s%s", len(done), len(done) + len(pending), elapsed,
                  f" (waiting for {', '.join(pending)})" if pending else "")
 
+    # The guests run their probes now (every repetition in one boot): this is the window whose conditions matter.
+    capture = request.getfixturevalue("conditions_capture")
     try:
-        return guestlog.collect_guests(spec, result, guest_timeout_s(spec), progress=progress)
+        with capture.window("guests.run", 0) if capture is not None else contextlib.nullcontext():
+            return guestlog.collect_guests(spec, result, guest_timeout_s(spec), progress=progress)
     except guestlog.GuestTimeout as exc:
         pytest.fail(str(exc), pytrace=False)
     finally:

@@ -68,16 +68,30 @@ def https_get(host: str, path: str, *, ca_pem: str | None, address: str | None =
 
 def prometheus_query(kube: Kube, query: str, *, address: str | None, insecure: bool) -> list[dict]:
     """Instant query against thanos-querier (needs a bearer token in the kubeconfig)."""
+    return prometheus_querier(kube, address=address, insecure=insecure)(query, None)
+
+
+def prometheus_querier(kube: Kube, *, address: str | None, insecure: bool):
+    """query(promql, at) -> result vector: thanos-querier's route, CA and token looked up once."""
     host = route_host(kube, "openshift-monitoring", "thanos-querier")
     if not host:
         raise LookupError("route openshift-monitoring/thanos-querier not found")
     if not kube.token:
         raise LookupError("the kubeconfig has no bearer token (client certificates do not open thanos-querier)")
+    return https_querier(host, ca_pem=ingress_ca(kube), token=kube.token, address=address, insecure=insecure)
+
+
+def https_querier(host: str, *, ca_pem: str | None, token: str | None, address: str | None = None, insecure: bool = False):
+    """query(promql, at) against Prometheus' HTTP API at https://host (at: Unix seconds, None = now)."""
     from urllib.parse import urlencode
 
-    ans = https_get(host, "/api/v1/query?" + urlencode({"query": query}), ca_pem=ingress_ca(kube), address=address,
-                    token=kube.token, insecure=insecure)
-    if ans.status != 200:
-        raise LookupError(f"thanos-querier answered HTTP {ans.status}")
-    doc = json.loads(ans.body)
-    return doc.get("data", {}).get("result", [])
+    def query(promql: str, at: float | None = None) -> list[dict]:
+        params = {"query": promql} | ({"time": f"{at:.3f}"} if at is not None else {})
+        ans = https_get(host, "/api/v1/query?" + urlencode(params), ca_pem=ca_pem, address=address, token=token,
+                        insecure=insecure)
+        if ans.status != 200:
+            raise LookupError(f"Prometheus at {host} answered HTTP {ans.status}")
+        doc = json.loads(ans.body)
+        return doc.get("data", {}).get("result", [])
+
+    return query

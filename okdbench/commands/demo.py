@@ -33,12 +33,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="hypervisor to demo on (kvm: local libvirt; vSphere needs a vCenter, see README)")
     parser.add_argument("--keep", action="store_true",
                         help="leave the VMs of each platform's last run in place for inspection")
+    parser.add_argument("--load-host", action="store_true",
+                        help="run a CPU burner (stress-ng) on this host during every second run of each platform, "
+                             "so the report's Conditions section flags those runs as contended")
 
 
 def run(args: argparse.Namespace) -> int:
     from okdbench.demo import run_demo
 
-    result = run_demo(runs=args.runs, repeat=args.repeat, out=args.out, keep=args.keep)
+    result = run_demo(runs=args.runs, repeat=args.repeat, out=args.out, keep=args.keep, load_host=args.load_host)
     facts = result.hypervisor
     mode = "KVM" if facts.get("domain_type") == "kvm" else "software emulation (TCG)"
     m, s = divmod(int(result.seconds), 60)

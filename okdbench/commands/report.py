@@ -55,6 +55,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
     parser.add_argument("--lang", choices=LANGUAGES, default="en",
                         help="language of the HTML report: en (default) or fr (sentences, verdicts, numbers, dates)")
+    parser.add_argument("--exclude-contended", action="store_true",
+                        help="compute the verdicts without runs whose conditions crossed a contention threshold "
+                             "(CPU steal/ready/delay > 5 %% of a vCPU, swap activity, host vCPU:pCPU above the audit's limit); "
+                             "the Conditions section shows the verdicts with all runs")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -84,7 +88,8 @@ def run(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     runset = load_runs(args.results, categorical=True)
     log.info("report: read %d runs, %d samples (%.1f s)", len(runset.runs), len(runset.samples), time.perf_counter() - t0)
-    opts = Options(cv_limit=args.cv_limit, regression_threshold=args.regression_threshold, test=args.test)
+    opts = Options(cv_limit=args.cv_limit, regression_threshold=args.regression_threshold, test=args.test,
+                   exclude_contended=args.exclude_contended)
     report = analysis.build_report(
         runset, args.baseline, args.candidate, opts, acks=acks, costs=cost_table, title=args.title,
         with_charts=fmt == "html", lang=args.lang,
@@ -95,6 +100,8 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"--out {out}: cannot write ({exc.strerror})") from None
     counts = ", ".join(f"{n} {v}" for v, n in report.verdict_counts.items() if n)
     flagged = sum(t.flagged for t in report.trends)
+    contended = len(report.conditions.contended) if report.conditions else 0
     print(f"{out}: {len(report.summary)} metrics ({counts or 'none'}), {flagged} trend regression(s), "
+          f"{contended} contended run(s){' excluded' if contended and args.exclude_contended else ''}, "
           f"{len(report.warnings)} warning(s) [{time.perf_counter() - t0:.1f} s]")
     return 0

@@ -7,7 +7,7 @@ chooses the inputs a nightly has (its config) and extracts what summary.json nee
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +25,7 @@ class ReportOutcome:
     regressions: list[dict[str, Any]]
     worse: list[dict[str, Any]]
     warnings: list[str]
+    contended: list[dict[str, Any]] = field(default_factory=list)  # runs whose conditions crossed a threshold
 
 
 def nightly_report(cfg: NightlyConfig) -> ReportOutcome:
@@ -66,7 +67,32 @@ def nightly_report(cfg: NightlyConfig) -> ReportOutcome:
         for r in report.summary
         if r.verdict == "worse"
     ]
+    contended = contended_runs(report)
+    for reg in regressions:
+        night = _latest_contended(report, reg["platform"], contended)
+        if night:
+            reg["contended"] = night
+            reg["message"] += f" — but the newest run on {reg['platform']} was contended ({'; '.join(night)}): it may be the host, not a regression"
     incomplete = [r.run_id for r in report.runs if r.incomplete]
     if incomplete:
         log.info("report lists %d incomplete run(s)", len(incomplete))
-    return ReportOutcome(path=str(out), regressions=regressions, worse=worse, warnings=list(report.warnings))
+    return ReportOutcome(path=str(out), regressions=regressions, worse=worse, warnings=list(report.warnings),
+                         contended=contended)
+
+
+def contended_runs(report: Any) -> list[dict[str, Any]]:
+    """The report's contended runs (reports/conditions.py thresholds) as summary.json entries."""
+    if report.conditions is None:
+        return []
+    dates = {r.run_id: r.date for r in report.runs}
+    return [{"run_id": c.run_id, "platform": c.platform, "date": dates.get(c.run_id), "reasons": c.reasons}
+            for c in report.conditions.contended]
+
+
+def _latest_contended(report: Any, platform: str, contended: list[dict[str, Any]]) -> list[str]:
+    """Reasons when the platform's newest night had a contended run ([] otherwise)."""
+    nights = [r.date for r in report.runs if r.platform == platform and r.date]
+    if not nights:
+        return []
+    latest = max(nights)
+    return [reason for c in contended if c["platform"] == platform and c["date"] == latest for reason in c["reasons"]]

@@ -406,6 +406,7 @@ def _run_locked(cfg: NightlyConfig, platforms: list[PlatformRun], nightly_id: st
         "tests_failed": tests_failed,
         "regressions": rep.regressions,
         "worse_than_baseline": rep.worse,
+        "contended_runs": rep.contended,
         "runs_included": runs,
         "incomplete_runs": [r["run_id"] for r in runs if r["status"] != "complete"],
         "failed_runs": [r["run_id"] for r in runs if r["outcome"] == "failed"],

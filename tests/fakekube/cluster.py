@@ -5,11 +5,13 @@ from __future__ import annotations
 import base64
 import copy
 import io
+import json
 import secrets
 import ssl
 import tarfile
 import threading
 import time
+import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -109,6 +111,7 @@ class FakeCluster:
             self.router = RouterServer(self, _server_context(self.workdir, "router", wildcard.cert_pem, wildcard.key_pem))
         self.console_host = f"console-openshift-console.apps.{domain}"
         self.thanos_host = f"thanos-querier-openshift-monitoring.apps.{domain}"
+        self.prometheus_upstream: str | None = None  # e.g. http://127.0.0.1:9090: answers what the etcd table does not
         self._threads: list[threading.Thread] = []
 
     # ------------------------------------------------------------ lifecycle
@@ -311,13 +314,17 @@ class FakeCluster:
     def real_build(self) -> dict:
         return real("builds_complete-source-strategy-4-stages_okd.yaml")[0]
 
-    def prometheus_answer(self, query: str) -> dict:
+    def prometheus_answer(self, query: str, raw_query: str = "") -> dict:
         if "etcd_disk_wal_fsync_duration_seconds_bucket" in query:
             value = self.etcd_metrics["wal_fsync_p99_s"]
         elif "etcd_network_peer_round_trip_time_seconds_bucket" in query:
             value = self.etcd_metrics["peer_rtt_p99_s"]
         elif "etcd_server_leader_changes_seen_total" in query:
             value = self.etcd_metrics["leader_changes"]
+        elif self.prometheus_upstream:
+            # Any other query goes to a real Prometheus (tests/support/prometheus.py) when one is attached.
+            with urllib.request.urlopen(f"{self.prometheus_upstream}/api/v1/query?{raw_query}", timeout=30) as resp:
+                return json.loads(resp.read())
         else:
             return {"status": "success", "data": {"resultType": "vector", "result": []}}
         result = [{"metric": {"pod": f"etcd-{n['metadata']['name']}", "namespace": "openshift-etcd"},

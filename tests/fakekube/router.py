@@ -67,7 +67,7 @@ class RouterHandler(BaseHTTPRequestHandler):
                 self._send(401, b"Unauthorized\n", "text/plain")
                 return
             query = parse_qs(url.query).get("query", [""])[0]
-            self._send(200, json.dumps(c.prometheus_answer(query)).encode(), "application/json")
+            self._send(200, json.dumps(c.prometheus_answer(query, url.query)).encode(), "application/json")
         else:  # an application's route (tests/fakekube/workloads.py), or HAProxy's 503 page
             code, page = c.workloads.backend(host)
             self._send(code, page, "text/html")
