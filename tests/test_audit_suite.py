@@ -152,3 +152,65 @@ def test_vsphere_findings_labelled_by_provider_id(tmp_path, vcsim_fresh, fake_cl
     assert [(n["role"], n["vcpu"]) for n in info["nodes"]] == [("master", 1), ("worker", 2)]
     for f in run_dir.iterdir():
         assert vcsim_fresh.password not in f.read_text(errors="replace"), f"password leaked into {f.name}"
+
+
+# ---------------------------------------------------------------------------- security-audit (same read, own criterion)
+
+def security_criterion(runs) -> tuple[str, str]:
+    c = runs.criteria[runs.criteria["criterion"] == "security-audit"]
+    assert len(c) == 1, runs.criteria
+    return c["status"].iloc[0], c["detail"].iloc[0]
+
+
+def _kvm_security_spec(tmp_path: Path, fake_cluster, qemu_conf: str) -> tuple[Path, dict[str, str]]:
+    """The good KVM test-driver host, its master given a world-readable fw_cfg ignition, and host config files."""
+    import xml.etree.ElementTree as ET
+
+    spec_path, data = kvm_spec(tmp_path, "good")
+    host = Path(data["kvm"]["uri"][len("test://"):])
+    tree = ET.parse(host)
+    master = tree.getroot().find("domain")
+    ign = tmp_path / "master.ign"
+    ign.write_text('{"ignition": {}}')
+    ign.chmod(0o644)
+    sysinfo = ET.SubElement(master, "sysinfo", {"type": "fwcfg"})
+    ET.SubElement(sysinfo, "entry", {"name": "opt/com.coreos/config", "file": str(ign)})
+    tree.write(host)
+    (tmp_path / "qemu.conf").write_text(qemu_conf)
+    (tmp_path / "libvirtd.conf").write_text("listen_tcp = 0\n")
+    (tmp_path / "systemd").mkdir()
+    data["kvm"]["host_config"] = {"qemu_conf": "qemu.conf", "libvirtd_conf": "libvirtd.conf",  # relative to the spec
+                                  "virtproxyd_conf": "absent.conf", "systemd_dir": "systemd"}
+    return write_spec(tmp_path, data), _label_nodes_by_ip(fake_cluster, data)
+
+
+def test_security_audit_fails_on_high_and_records_posture(tmp_path, fake_cluster):
+    spec_path, nodes = _kvm_security_spec(tmp_path, fake_cluster, 'user = "root"\n')
+    proc, runs, run_dir = run_suite(tmp_path, "--platform=kvm", "--label=kvm-tuned", "--spec", str(spec_path),
+                                    "--kubeconfig", str(fake_cluster.kubeconfig))
+    # The performance criterion is unchanged by security findings ...
+    assert criterion(runs) == ("passed", "no findings on 2 VM(s)"), proc.stdout
+    assert samples(runs, "audit.findings.count") == []
+    # ... the security criterion fails on them.
+    status, detail = security_criterion(runs)
+    assert status == "failed" and "high kvm.qemu-root [all 2 VMs]" in detail and "kvm.ignition-readable" in detail
+    labels = [lab for _, lab in samples(runs, "security.findings.count")]
+    assert {"severity": "medium", "node": nodes["master-0"], "rule": "kvm.ignition-left"} in labels
+    assert {"severity": "high", "node": nodes["worker-0"], "rule": "kvm.qemu-root"} in labels
+    posture = json.loads((run_dir / "run.json").read_text())["security"]
+    rules = {r["id"]: r for r in posture["rules"]}
+    assert posture["platform"] == "kvm" and len(posture["vms"]) == 2
+    assert (rules["kvm.qemu-root"]["failing"], rules["kvm.ignition-left"]["failing"], rules["kvm.console-exposed"]["failing"]) == (2, 1, 0)
+    assert all(r["vms"] == 2 and r["title"] for r in posture["rules"])
+    full = json.loads((run_dir / "audit.json").read_text())
+    assert full["findings"] == [] and {f["kind"] for f in full["security"]} == {"security"}
+
+
+def test_security_fail_threshold_is_its_own(tmp_path, fake_cluster):
+    spec_path, _ = _kvm_security_spec(tmp_path, fake_cluster, 'user = "libvirt-qemu"\n')
+    proc, runs, _ = run_suite(tmp_path, "--platform=kvm", "--spec", str(spec_path), "--kubeconfig",
+                              str(fake_cluster.kubeconfig), env={"OKDBENCH_SECURITY_FAIL_ON": "never",
+                                                                 "OKDBENCH_AUDIT_FAIL_ON": "low"})
+    status, detail = security_criterion(runs)
+    assert status == "passed" and "kvm.ignition-readable" in detail and "kvm.qemu-root" not in detail, proc.stdout
+    assert criterion(runs)[0] == "passed"
