@@ -18,6 +18,7 @@ import pandas as pd
 
 from plumbing.errors import UserError
 from reports import aggregate, charts, stats, trends, validity
+from reports.security import security_posture
 from reports.model import (
     MIN_RUNS,
     CostTable,
@@ -171,6 +172,7 @@ def build_report(
         warnings=warnings,
         costs=costs,
         verdict_counts={v: counts.get(v, 0) for v in VERDICTS},
+        security=security_posture(runset.runs, pair),
     )
     phase("report content ready")
     return report

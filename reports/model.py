@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from reports.security import SecurityPosture
+
 Verdict = Literal["better", "worse", "no significant difference", "variance too high", "not enough samples"]
 
 VERDICTS: tuple[str, ...] = (
@@ -211,3 +213,4 @@ class Report:
     warnings: list[str]
     costs: CostTable | None
     verdict_counts: dict[str, int]
+    security: SecurityPosture | None = None  # reports/security.py: the Security posture table
