@@ -145,3 +145,30 @@ def test_live_kvm_against_vsphere(tmp_path, capsys, monkeypatch, vcsim_fresh):
     assert "NOT COMPARABLE (nodes.size-mismatch) master: vCPU: aud (kvm) 2 vs okdvs (vsphere) 1" in out
     assert "master: memory: aud (kvm) 256 MiB vs okdvs (vsphere) 32 MiB" in out
     assert "pvscsi thin (thin)" in out
+
+
+def test_only_selects_a_rule_set_and_both_print_by_default(tmp_path, capsys):
+    spec_path, data = kvm_spec(tmp_path, "good")
+    (tmp_path / "qemu.conf").write_text('user = "root"\n')
+    data["kvm"]["host_config"] = {"qemu_conf": str(tmp_path / "qemu.conf"), "libvirtd_conf": str(tmp_path / "none.conf"),
+                                  "virtproxyd_conf": str(tmp_path / "none.conf"), "systemd_dir": str(tmp_path)}
+    spec_path = write_spec(tmp_path, data)
+    assert main(["audit", "--spec", str(spec_path)]) == 1
+    out = capsys.readouterr().out
+    assert out.index("== performance ==") < out.index("== security ==")
+    assert "high      kvm.qemu-root" in out and 'qemu.conf user = "root"' in out
+    assert main(["audit", "--spec", str(spec_path), "--only", "performance"]) == 0
+    assert "== security ==" not in capsys.readouterr().out
+    assert main(["audit", "--spec", str(spec_path), "--only", "security", "--json", "--fail-on", "never"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["rule_sets"] == ["security"] and {f["kind"] for f in data["findings"]} == {"security"}
+    assert {"kvm.qemu-root", "kvm.svirt", "kvm.vtpm"} <= {f["rule"] for f in data["findings"]}
+
+
+def test_unreadable_host_config_is_one_line(tmp_path, capsys):
+    _, data = kvm_spec(tmp_path, "good")
+    data["kvm"]["host_config"] = {"qemu_conf": str(tmp_path)}  # a directory, not a file
+    assert main(["audit", "--spec", str(write_spec(tmp_path, data))]) == 2
+    err = [line for line in capsys.readouterr().err.splitlines() if not line.startswith("INFO ")]
+    assert err == [f"okdbench audit: error: kvm.host_config: {tmp_path}: cannot read (Is a directory); run the audit as "
+                   "a user who can, or point kvm.host_config at a copy"]
