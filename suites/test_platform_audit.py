@@ -47,11 +47,9 @@ def _fail_rank(env: str = FAIL_ON_ENV) -> int | None:
 
 def _kube_nodes(kubeconfig, insecure: bool) -> list[dict]:
     """Node name, providerID and addresses of the cluster, to label findings by node."""
-    from suites.kube import Kube
+    from suites.kube import Kube, node_identities
 
-    items = Kube(kubeconfig, insecure=insecure, attempts=2).list("/api/v1/nodes")
-    return [{"name": n["metadata"]["name"], "provider_id": n.get("spec", {}).get("providerID", ""),
-             "addresses": [a.get("address", "") for a in n.get("status", {}).get("addresses", [])]} for n in items]
+    return node_identities(Kube(kubeconfig, insecure=insecure, attempts=2))
 
 
 def _vms_of_this_run(request, cfg) -> tuple[list[str] | None, dict[str, str] | None]:

@@ -11,7 +11,7 @@ import pytest
 
 from okdbench.cli import main
 from provision.audit import compare
-from tests.audit_helpers import kvm_spec, kvm_spec_data, write_spec
+from tests.audit_helpers import kvm_security_spec, kvm_spec, kvm_spec_data, label_nodes_by_ip, write_spec
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -172,3 +172,16 @@ def test_unreadable_host_config_is_one_line(tmp_path, capsys):
     err = [line for line in capsys.readouterr().err.splitlines() if not line.startswith("INFO ")]
     assert err == [f"okdbench audit: error: kvm.host_config: {tmp_path}: cannot read (Is a directory); run the audit as "
                    "a user who can, or point kvm.host_config at a copy"]
+
+
+def test_kubeconfig_lets_the_cli_judge_what_must_be_gone_after_install(tmp_path, capsys, fake_cluster):
+    spec_path, data = kvm_security_spec(tmp_path, "")
+    assert main(["audit", "--spec", str(spec_path), "--only", "security", "--json", "--fail-on", "never"]) == 0
+    assert "kvm.ignition-left" not in {f["rule"] for f in json.loads(capsys.readouterr().out)["findings"]}
+    nodes = label_nodes_by_ip(fake_cluster, data)
+    assert main(["audit", "--spec", str(spec_path), "--only", "security", "--json", "--fail-on", "never",
+                 "--kubeconfig", str(fake_cluster.kubeconfig)]) == 0
+    left = [f for f in json.loads(capsys.readouterr().out)["findings"] if f["rule"] == "kvm.ignition-left"]
+    assert [(f["vm"], f["node"]) for f in left] == [("aud-master-0", nodes["master-0"])]
+    assert main(["audit", "--spec", str(spec_path), "--kubeconfig", str(tmp_path / "nope")]) == 2
+    assert "--kubeconfig: " in capsys.readouterr().err

@@ -13,9 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from provision.spec import parse_spec
 from results.store import load_runs
-from tests.audit_helpers import kvm_spec, kvm_spec_data, write_spec
+from tests.audit_helpers import kvm_security_spec, kvm_spec, kvm_spec_data, label_nodes_by_ip, write_spec
 from tests.support.vcsim import wait_task
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -44,22 +43,9 @@ def samples(runs, metric: str) -> list[tuple[float, dict]]:
 
 # ---------------------------------------------------------------------------- KVM via libvirt's test driver
 
-def _label_nodes_by_ip(fake_cluster, spec_data: dict) -> dict[str, str]:
-    """Give the fake cluster's first nodes the spec machines' IPs, as DHCP reservations would: machine -> node name."""
-    spec = parse_spec(spec_data)
-    names = [n["metadata"]["name"] for n in fake_cluster.list("nodes")]
-    out = {}
-    for m, node in zip(spec.machines(), names):
-        def patch(o, ip=str(m.ip)):
-            o["status"]["addresses"] = [{"type": "InternalIP", "address": ip}, {"type": "Hostname", "address": o["metadata"]["name"]}]
-        fake_cluster.patch("nodes", node, patch)
-        out[m.name] = node
-    return out
-
-
 def test_kvm_findings_fail_the_criterion_and_are_recorded(tmp_path, fake_cluster):
     spec_path, data = kvm_spec(tmp_path, "bad")
-    nodes = _label_nodes_by_ip(fake_cluster, data)
+    nodes = label_nodes_by_ip(fake_cluster, data)
     proc, runs, run_dir = run_suite(tmp_path, "--platform=kvm", "--label=kvm-default", "--spec", str(spec_path),
                                     "--kubeconfig", str(fake_cluster.kubeconfig))
     status, detail = criterion(runs)
@@ -163,25 +149,8 @@ def security_criterion(runs) -> tuple[str, str]:
 
 
 def _kvm_security_spec(tmp_path: Path, fake_cluster, qemu_conf: str) -> tuple[Path, dict[str, str]]:
-    """The good KVM test-driver host, its master given a world-readable fw_cfg ignition, and host config files."""
-    import xml.etree.ElementTree as ET
-
-    spec_path, data = kvm_spec(tmp_path, "good")
-    host = Path(data["kvm"]["uri"][len("test://"):])
-    tree = ET.parse(host)
-    master = tree.getroot().find("domain")
-    ign = tmp_path / "master.ign"
-    ign.write_text('{"ignition": {}}')
-    ign.chmod(0o644)
-    sysinfo = ET.SubElement(master, "sysinfo", {"type": "fwcfg"})
-    ET.SubElement(sysinfo, "entry", {"name": "opt/com.coreos/config", "file": str(ign)})
-    tree.write(host)
-    (tmp_path / "qemu.conf").write_text(qemu_conf)
-    (tmp_path / "libvirtd.conf").write_text("listen_tcp = 0\n")
-    (tmp_path / "systemd").mkdir()
-    data["kvm"]["host_config"] = {"qemu_conf": "qemu.conf", "libvirtd_conf": "libvirtd.conf",  # relative to the spec
-                                  "virtproxyd_conf": "absent.conf", "systemd_dir": "systemd"}
-    return write_spec(tmp_path, data), _label_nodes_by_ip(fake_cluster, data)
+    spec_path, data = kvm_security_spec(tmp_path, qemu_conf)
+    return spec_path, label_nodes_by_ip(fake_cluster, data)
 
 
 def test_security_audit_fails_on_high_and_records_posture(tmp_path, fake_cluster):

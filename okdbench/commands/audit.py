@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
 from plumbing.errors import UserError
 from provision.audit.rules import KINDS, SEVERITIES, of_kind, severity_rank
@@ -20,7 +21,7 @@ With two --spec: print the two clusters' node sizes and settings side by side an
 they are not comparable (different count, vCPU or memory per role, different disk types).
 --live reads the sizes from the hypervisors instead of the specs.
 
-  okdbench audit --spec examples/kvm-cluster.yaml [--only security]
+  okdbench audit --spec examples/kvm-cluster.yaml [--only security] [--kubeconfig K]
   okdbench audit --spec kvm.yaml --spec vsphere.yaml [--live]"""
 
 
@@ -33,6 +34,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="one spec: exit 1 when a finding is this severe or worse (default: high)")
     parser.add_argument("--only", choices=KINDS, default=None,
                         help="one spec: only this rule set (default: performance and security)")
+    parser.add_argument("--kubeconfig", type=Path, default=None, metavar="FILE",
+                        help="one spec: the installed cluster, to label findings by node and judge what must be "
+                             "gone once nodes joined (kvm.ignition-left)")
     parser.add_argument("--json", action="store_true", help="print JSON instead of tables")
     parser.add_argument("--insecure", action="store_true", help="do not verify vCenter's TLS certificate (unsafe)")
 
@@ -50,7 +54,7 @@ def _audit(spec, args) -> int:
     from provision.audit.platform import audit_spec
     from provision.audit.report import findings_table
 
-    result = audit_spec(spec, insecure=args.insecure)
+    result = audit_spec(spec, insecure=args.insecure, nodes=_nodes(args.kubeconfig, args.insecure))
     kinds = [args.only] if args.only else list(KINDS)
     findings = [f for f in result.findings if f.kind in kinds]
     if args.json:
@@ -67,6 +71,20 @@ def _audit(spec, args) -> int:
         return 0
     limit = severity_rank(args.fail_on)
     return 1 if any(severity_rank(f.severity) <= limit for f in findings) else 0
+
+
+def _nodes(kubeconfig: Path | None, insecure: bool) -> list[dict] | None:
+    if kubeconfig is None:
+        return None
+    from suites.kube import Kube, node_identities
+
+    if not kubeconfig.is_file():
+        raise UserError(f"--kubeconfig: {kubeconfig} does not exist; give the installed cluster's kubeconfig")
+    try:
+        return node_identities(Kube(kubeconfig, insecure=insecure, attempts=2))
+    except Exception as exc:  # the API's own words, one line: TLS, auth, unreachable
+        first = (str(exc).strip().splitlines() or [""])[0]
+        raise UserError(f"--kubeconfig: cannot list the cluster's nodes ({type(exc).__name__}: {first})") from None
 
 
 def _compare(specs, args) -> int:

@@ -40,7 +40,7 @@ are recorded as `security.findings.count` samples, listed under `security` in
 settings are read from `kvm.host_config` (default `/etc/libvirt/qemu.conf`,
 `/etc/libvirt/libvirtd.conf`, `/etc/libvirt/virtproxyd.conf`, `/etc/systemd/system`) when
 libvirtd runs on the machine doing the audit; host-wide findings are reported once per VM.
-`kvm.ignition-left` needs the node to have joined (the suite knows the nodes; the CLI does not).
+`kvm.ignition-left` needs the node to have joined (the suite knows the nodes; give the CLI `--kubeconfig`).
 `okdbench provision` clears the ignition from the hypervisor once the install completes.
 
 """
