@@ -75,6 +75,17 @@ def _resolve(path: Path, base: Path | None) -> Path:
     return path if path.is_absolute() or base is None else base / path
 
 
+def _read_conf(path: Path, unread: list[str]) -> dict[str, str] | None:
+    """A config file's keys; one it cannot read (0600 root on Debian, audit run as another user) is
+    said once and the rules fall back to what libvirt itself reports: the audit goes on."""
+    try:
+        return libvirt_conf.read(path)
+    except libvirt_conf.ConfigFileError as exc:
+        log.warning("audit: kvm.host_config: %s; the security rules judge this host without it", exc)
+        unread.append(str(path))
+        return None
+
+
 def collect_security(conn: libvirt.virConnect, vms: list[kvm.KvmVm], config: KvmHostConfig | None = None,
                      joined: frozenset[str] = frozenset(), base_dir: Path | None = None) -> KvmSecurityHost:
     """Security facts of the host serving conn, for these VMs. joined: VMs whose node is in the cluster."""
@@ -87,11 +98,14 @@ def collect_security(conn: libvirt.virConnect, vms: list[kvm.KvmVm], config: Kvm
         log.debug("capabilities: %s", exc)
         dac = None
     local = is_local(uri)
-    qemu_conf, daemons, sockets, files = None, {}, (), {}
+    qemu_conf, daemons, sockets, files, unread = None, {}, (), {}, []
     if local:
-        qemu_conf = libvirt_conf.read(_resolve(config.qemu_conf, base_dir)) or {}
+        qemu_path = _resolve(config.qemu_conf, base_dir)
+        qemu_conf = _read_conf(qemu_path, unread)
+        if qemu_conf is None and str(qemu_path) not in unread:
+            qemu_conf = {}  # no qemu.conf: libvirt's defaults apply, and they are known
         for path in (config.libvirtd_conf, config.virtproxyd_conf):
-            conf = libvirt_conf.read(_resolve(path, base_dir))
+            conf = _read_conf(_resolve(path, base_dir), unread)
             if conf is not None:
                 daemons[str(path)] = conf
         wants = _resolve(config.systemd_dir, base_dir) / "sockets.target.wants"
@@ -115,4 +129,4 @@ def collect_security(conn: libvirt.virConnect, vms: list[kvm.KvmVm], config: Kvm
                               _gid((qemu_conf or {}).get("group"))) if g is not None}
     return KvmSecurityHost(uri=uri, security_model=model, dac_label=dac, local=local, qemu_conf=qemu_conf,
                            daemon_confs=daemons, tcp_sockets=sockets, qemu_gids=frozenset(gids), files=files,
-                           volumes=volumes, joined=joined)
+                           volumes=volumes, joined=joined, unread=tuple(unread))

@@ -43,6 +43,7 @@ class KvmSecurityHost:
     files: dict[str, FileFacts] = field(default_factory=dict)  # ignition and disk paths that exist on the host
     volumes: dict[str, FileFacts] = field(default_factory=dict)  # '<pool>/<volume>' -> its libvirt permissions
     joined: frozenset[str] = frozenset()  # VM names whose Kubernetes node has joined the cluster
+    unread: tuple[str, ...] = ()  # config files that exist but could not be read (permissions)
 
 
 def _f(vm: KvmVm, rule: str, observed: str, subject: str = "") -> Finding:

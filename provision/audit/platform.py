@@ -35,7 +35,6 @@ def _kvm(spec: ClusterSpec, names: list[str] | None, roles: dict[str, str] | Non
          nodes: list[dict] | None) -> tuple[list[Finding], list[VmInfo], dict]:
     from provision.audit import collect_kvm, kvm, kvm_security
     from provision.audit.collect_kvm_security import collect_security
-    from provision.audit.libvirt_conf import ConfigFileError
 
     uri = spec.kvm.uri if spec.kvm else "qemu:///system"
     try:
@@ -46,11 +45,8 @@ def _kvm(spec: ClusterSpec, names: list[str] | None, roles: dict[str, str] | Non
         inv = collect_kvm.collect(conn, spec.name, spec.machines(), names, roles)
         by_node = _by_node(inv.info, nodes)
         vms = [replace(vm, node=by_node.get(vm.name, "")) for vm in inv.vms]
-        try:
-            sec = collect_security(conn, vms, spec.kvm.host_config if spec.kvm else None, frozenset(by_node),
-                                   spec.source.parent if spec.source else None)
-        except ConfigFileError as exc:
-            raise AuditUnavailable(f"kvm.host_config: {exc}") from None
+        sec = collect_security(conn, vms, spec.kvm.host_config if spec.kvm else None, frozenset(by_node),
+                               spec.source.parent if spec.source else None)
     finally:
         conn.close()
     findings = kvm.audit_kvm(vms, inv.host) + kvm_security.audit_kvm_security(vms, sec)
