@@ -39,7 +39,9 @@ are recorded as `security.findings.count` samples, listed under `security` in
 *Security posture* table shows how many VMs comply on each platform. On KVM the host's daemon
 settings are read from `kvm.host_config` (default `/etc/libvirt/qemu.conf`,
 `/etc/libvirt/libvirtd.conf`, `/etc/libvirt/virtproxyd.conf`, `/etc/systemd/system`) when
-libvirtd runs on the machine doing the audit; host-wide findings are reported once per VM.
+libvirtd runs on the machine doing the audit (a file it cannot read, e.g. qemu.conf 0600 for a
+non-root auditor, is named in a warning and the rules use what libvirt reports: its security
+model and QEMU's DAC label); host-wide findings are reported once per VM.
 `kvm.ignition-left` needs the node to have joined (the suite knows the nodes; give the CLI `--kubeconfig`).
 `okdbench provision` clears the ignition from the hypervisor once the install completes.
 
