@@ -6,6 +6,7 @@ A platform package (provision/kvm/, provision/vsphere/) provides in its platform
     destroy(spec, *, insecure: bool = False) -> list[str]
     hypervisor_facts(spec, *, insecure: bool = False) -> dict
     remove_bootstrap(spec, *, insecure: bool = False) -> None
+    clear_ignition(spec, *, insecure: bool = False) -> list[str]   (after install: no ignition left on the hypervisor)
 provision/lifecycle.py drives them; nothing else should call them in sequence by hand.
 
 Disruptions of one node VM (the resilience suite), in provision/<platform>/power.py and migrate.py,
@@ -48,7 +49,7 @@ class ProvisionResult:
     findings: list[str] = field(default_factory=list)  # one line each: CSRs left pending, etc.
 
 
-PLATFORM_FUNCTIONS = ("render", "provision", "destroy", "hypervisor_facts", "remove_bootstrap")
+PLATFORM_FUNCTIONS = ("render", "provision", "destroy", "hypervisor_facts", "remove_bootstrap", "clear_ignition")
 
 
 def platform_module(platform: str) -> ModuleType:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from plumbing import redact
 from provision.okd import installer as okd
 from provision.base import ProvisionResult, platform_module
 from provision.spec import ClusterSpec
@@ -24,13 +25,21 @@ def provision_cluster(spec: ClusterSpec, workdir: Path, *, insecure: bool = Fals
     try:
         result = platform.provision(spec, workdir, insecure=insecure)
         log.info("VMs up in %.1f s; driving the OKD install", result.timings.get("provision.vms.duration", 0.0))
-        return okd.complete_install(spec, platform, workdir, result, insecure=insecure)
+        result = okd.complete_install(spec, platform, workdir, result, insecure=insecure)
     except BaseException:
         # The VMs stay for post-mortem (serial logs, must-gather); say how to remove them, and what secret files stay.
         log.error("install failed; VMs of %s are kept for inspection: `okdbench destroy --spec %s` removes them",
                   spec.name, spec.source or "SPEC")
         okd.report_leftovers(workdir)
         raise
+    # Every node has joined: the ignition (pull secret, initial certificates) is no longer needed on the hypervisor.
+    try:
+        platform.clear_ignition(spec, insecure=insecure)
+    except Exception as exc:  # the cluster is installed; say what is left rather than fail the run
+        result.findings.append(f"ignition left on the hypervisor ({type(exc).__name__}: {redact.redact_text(exc)}); "
+                               "`okdbench audit --spec` shows where")
+        log.warning("clear ignition: %s", result.findings[-1])
+    return result
 
 
 def destroy_cluster(spec: ClusterSpec, *, insecure: bool = False) -> list[str]:

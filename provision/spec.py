@@ -141,6 +141,15 @@ class KvmNetwork(_Model):
     bridge: str | None = None  # existing host bridge (mode=bridge) or libvirt's bridge name
 
 
+class KvmHostConfig(_Model):
+    """Where the security audit reads the libvirt host's daemon settings (only when libvirtd is local)."""
+
+    qemu_conf: Path = Path("/etc/libvirt/qemu.conf")
+    libvirtd_conf: Path = Path("/etc/libvirt/libvirtd.conf")
+    virtproxyd_conf: Path = Path("/etc/libvirt/virtproxyd.conf")
+    systemd_dir: Path = Path("/etc/systemd/system")  # enabled units: <dir>/sockets.target.wants/*-tcp.socket
+
+
 class KvmPlatform(_Model):
     uri: str = "qemu:///system"
     storage_pool: str = "default"
@@ -152,6 +161,7 @@ class KvmPlatform(_Model):
     network: KvmNetwork = KvmNetwork()
     tuning: KvmTuning = KvmTuning()
     ignition_max_age_hours: float = Field(24, gt=0, le=8760)  # at most a year
+    host_config: KvmHostConfig = KvmHostConfig()
 
 
 class VsphereCredentials(_Model):

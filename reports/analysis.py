@@ -19,6 +19,7 @@ import pandas as pd
 from plumbing.errors import UserError
 from reports import aggregate, charts, conditions, decision, noise, resilience, stats, trends, validity
 from reports.i18n import ENGLISH, Language, language
+from reports.security import security_posture
 from reports.model import (
     MIN_RUNS,
     RUNS_NEEDED_SHOWN,
@@ -186,6 +187,7 @@ def build_report(
         lang=tr.code,
         audit_findings=audit_rows,
         conditions=cond,
+        security=security_posture(runset.runs, pair),
     )
     phase("report content ready")
     return report

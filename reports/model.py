@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from reports.security import SecurityPosture
+
 Verdict = Literal["better", "worse", "no significant difference", "variance too high", "not enough samples"]
 
 VERDICTS: tuple[str, ...] = (
@@ -228,3 +230,4 @@ class Report:
     decision: list[str] = field(default_factory=list)  # the executive summary's first ≤ 5 lines
     noise: list[str] = field(default_factory=list)  # what to fix first when runs are too noisy to judge
     conditions: object | None = None  # reports.conditions.ConditionsSection (it imports this module)
+    security: SecurityPosture | None = None  # reports/security.py: the Security posture table

@@ -439,6 +439,13 @@ def wait_for(kube: Kube, path: str, predicate: Callable[[dict], bool], timeout_s
     return found[0] if found else None
 
 
+def node_identities(kube: Kube) -> list[dict]:
+    """Name, providerID and addresses of every node: what ties a hypervisor VM to its Kubernetes node."""
+    return [{"name": n["metadata"]["name"], "provider_id": n.get("spec", {}).get("providerID", ""),
+             "addresses": [a.get("address", "") for a in n.get("status", {}).get("addresses", [])]}
+            for n in kube.list("/api/v1/nodes")]
+
+
 def condition(obj: dict, type_: str) -> dict | None:
     return next((c for c in (obj.get("status") or {}).get("conditions") or [] if c.get("type") == type_), None)
 

@@ -48,3 +48,37 @@ def kvm_spec(tmp_path: Path, master_kind: str) -> tuple[Path, dict]:
     host = libvirt_test_host(tmp_path, data, master_kind)
     data["kvm"]["uri"] = f"test://{host}"
     return write_spec(tmp_path, data), data
+
+
+def label_nodes_by_ip(fake_cluster, spec_data: dict) -> dict[str, str]:
+    """Give the fake cluster's first nodes the spec machines' IPs, as DHCP reservations would: machine -> node name."""
+    spec = parse_spec(spec_data)
+    names = [n["metadata"]["name"] for n in fake_cluster.list("nodes")]
+    out = {}
+    for m, node in zip(spec.machines(), names):
+        def patch(o, ip=str(m.ip)):
+            o["status"]["addresses"] = [{"type": "InternalIP", "address": ip}, {"type": "Hostname", "address": o["metadata"]["name"]}]
+        fake_cluster.patch("nodes", node, patch)
+        out[m.name] = node
+    return out
+
+
+def kvm_security_spec(tmp_path: Path, qemu_conf: str) -> tuple[Path, dict]:
+    """The good KVM test-driver host, its master given a world-readable fw_cfg ignition, and host config files
+    (qemu.conf with this text, libvirtd.conf without a TCP listener) named relative to the spec."""
+    spec_path, data = kvm_spec(tmp_path, "good")
+    host = Path(data["kvm"]["uri"][len("test://"):])
+    tree = ET.parse(host)
+    master = tree.getroot().find("domain")
+    ign = tmp_path / "master.ign"
+    ign.write_text('{"ignition": {}}')
+    ign.chmod(0o644)
+    sysinfo = ET.SubElement(master, "sysinfo", {"type": "fwcfg"})
+    ET.SubElement(sysinfo, "entry", {"name": "opt/com.coreos/config", "file": str(ign)})
+    tree.write(host)
+    (tmp_path / "qemu.conf").write_text(qemu_conf)
+    (tmp_path / "libvirtd.conf").write_text("listen_tcp = 0\n")
+    (tmp_path / "systemd").mkdir()
+    data["kvm"]["host_config"] = {"qemu_conf": "qemu.conf", "libvirtd_conf": "libvirtd.conf",
+                                  "virtproxyd_conf": "absent.conf", "systemd_dir": "systemd"}
+    return write_spec(tmp_path, data), data

@@ -10,7 +10,7 @@ import pytest
 
 from okdbench.cli import main
 from provision.audit import compare
-from tests.audit_helpers import kvm_spec, kvm_spec_data, write_spec
+from tests.audit_helpers import kvm_security_spec, kvm_spec, kvm_spec_data, label_nodes_by_ip, write_spec
 from tests.support._bounded_run import run_bounded
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -83,7 +83,7 @@ def test_single_spec_audits_the_vms(tmp_path, capsys):
 
 def test_single_spec_clean(tmp_path, capsys):
     spec_path, _ = kvm_spec(tmp_path, "good")
-    assert main(["audit", "--spec", str(spec_path)]) == 0
+    assert main(["audit", "--spec", str(spec_path), "--only", "performance"]) == 0
     assert "no findings" in capsys.readouterr().out
 
 
@@ -144,3 +144,44 @@ def test_live_kvm_against_vsphere(tmp_path, capsys, monkeypatch, vcsim_fresh):
     assert "NOT COMPARABLE (nodes.size-mismatch) master: vCPU: aud (kvm) 2 vs okdvs (vsphere) 1" in out
     assert "master: memory: aud (kvm) 256 MiB vs okdvs (vsphere) 32 MiB" in out
     assert "pvscsi thin (thin)" in out
+
+
+def test_only_selects_a_rule_set_and_both_print_by_default(tmp_path, capsys):
+    spec_path, data = kvm_spec(tmp_path, "good")
+    (tmp_path / "qemu.conf").write_text('user = "root"\n')
+    data["kvm"]["host_config"] = {"qemu_conf": str(tmp_path / "qemu.conf"), "libvirtd_conf": str(tmp_path / "none.conf"),
+                                  "virtproxyd_conf": str(tmp_path / "none.conf"), "systemd_dir": str(tmp_path)}
+    spec_path = write_spec(tmp_path, data)
+    assert main(["audit", "--spec", str(spec_path)]) == 1
+    out = capsys.readouterr().out
+    assert out.index("== performance ==") < out.index("== security ==")
+    assert "high      kvm.qemu-root" in out and 'qemu.conf user = "root"' in out
+    assert main(["audit", "--spec", str(spec_path), "--only", "performance"]) == 0
+    assert "== security ==" not in capsys.readouterr().out
+    assert main(["audit", "--spec", str(spec_path), "--only", "security", "--json", "--fail-on", "never"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["rule_sets"] == ["security"] and {f["kind"] for f in data["findings"]} == {"security"}
+    assert {"kvm.qemu-root", "kvm.svirt", "kvm.vtpm"} <= {f["rule"] for f in data["findings"]}
+
+
+def test_unreadable_host_config_is_said_once_and_the_audit_goes_on(tmp_path, capsys, caplog):
+    _, data = kvm_spec(tmp_path, "good")
+    data["kvm"]["host_config"] = {"qemu_conf": str(tmp_path)}  # a directory: unreadable like a 0600 file for non-root
+    assert main(["audit", "--spec", str(write_spec(tmp_path, data)), "--only", "performance"]) == 0
+    assert "no findings" in capsys.readouterr().out
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert warnings == [f"audit: kvm.host_config: {tmp_path}: cannot read (Is a directory); run the audit as a user "
+                        "who can, or point kvm.host_config at a copy; the security rules judge this host without it"]
+
+
+def test_kubeconfig_lets_the_cli_judge_what_must_be_gone_after_install(tmp_path, capsys, fake_cluster):
+    spec_path, data = kvm_security_spec(tmp_path, "")
+    assert main(["audit", "--spec", str(spec_path), "--only", "security", "--json", "--fail-on", "never"]) == 0
+    assert "kvm.ignition-left" not in {f["rule"] for f in json.loads(capsys.readouterr().out)["findings"]}
+    nodes = label_nodes_by_ip(fake_cluster, data)
+    assert main(["audit", "--spec", str(spec_path), "--only", "security", "--json", "--fail-on", "never",
+                 "--kubeconfig", str(fake_cluster.kubeconfig)]) == 0
+    left = [f for f in json.loads(capsys.readouterr().out)["findings"] if f["rule"] == "kvm.ignition-left"]
+    assert [(f["vm"], f["node"]) for f in left] == [("aud-master-0", nodes["master-0"])]
+    assert main(["audit", "--spec", str(spec_path), "--kubeconfig", str(tmp_path / "nope")]) == 2
+    assert "--kubeconfig: " in capsys.readouterr().err

@@ -12,9 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from provision.spec import parse_spec
 from results.store import load_runs
-from tests.audit_helpers import kvm_spec, kvm_spec_data, write_spec
+from tests.audit_helpers import kvm_security_spec, kvm_spec, kvm_spec_data, label_nodes_by_ip, write_spec
 from tests.support.vcsim import wait_task
 from tests.support._bounded_run import run_bounded
 
@@ -44,22 +43,9 @@ def samples(runs, metric: str) -> list[tuple[float, dict]]:
 
 # ---------------------------------------------------------------------------- KVM via libvirt's test driver
 
-def _label_nodes_by_ip(fake_cluster, spec_data: dict) -> dict[str, str]:
-    """Give the fake cluster's first nodes the spec machines' IPs, as DHCP reservations would: machine -> node name."""
-    spec = parse_spec(spec_data)
-    names = [n["metadata"]["name"] for n in fake_cluster.list("nodes")]
-    out = {}
-    for m, node in zip(spec.machines(), names):
-        def patch(o, ip=str(m.ip)):
-            o["status"]["addresses"] = [{"type": "InternalIP", "address": ip}, {"type": "Hostname", "address": o["metadata"]["name"]}]
-        fake_cluster.patch("nodes", node, patch)
-        out[m.name] = node
-    return out
-
-
 def test_kvm_findings_fail_the_criterion_and_are_recorded(tmp_path, fake_cluster):
     spec_path, data = kvm_spec(tmp_path, "bad")
-    nodes = _label_nodes_by_ip(fake_cluster, data)
+    nodes = label_nodes_by_ip(fake_cluster, data)
     proc, runs, run_dir = run_suite(tmp_path, "--platform=kvm", "--label=kvm-default", "--spec", str(spec_path),
                                     "--kubeconfig", str(fake_cluster.kubeconfig))
     status, detail = criterion(runs)
@@ -152,3 +138,48 @@ def test_vsphere_findings_labelled_by_provider_id(tmp_path, vcsim_fresh, fake_cl
     assert [(n["role"], n["vcpu"]) for n in info["nodes"]] == [("master", 1), ("worker", 2)]
     for f in run_dir.iterdir():
         assert vcsim_fresh.password not in f.read_text(errors="replace"), f"password leaked into {f.name}"
+
+
+# ---------------------------------------------------------------------------- security-audit (same read, own criterion)
+
+def security_criterion(runs) -> tuple[str, str]:
+    c = runs.criteria[runs.criteria["criterion"] == "security-audit"]
+    assert len(c) == 1, runs.criteria
+    return c["status"].iloc[0], c["detail"].iloc[0]
+
+
+def _kvm_security_spec(tmp_path: Path, fake_cluster, qemu_conf: str) -> tuple[Path, dict[str, str]]:
+    spec_path, data = kvm_security_spec(tmp_path, qemu_conf)
+    return spec_path, label_nodes_by_ip(fake_cluster, data)
+
+
+def test_security_audit_fails_on_high_and_records_posture(tmp_path, fake_cluster):
+    spec_path, nodes = _kvm_security_spec(tmp_path, fake_cluster, 'user = "root"\n')
+    proc, runs, run_dir = run_suite(tmp_path, "--platform=kvm", "--label=kvm-tuned", "--spec", str(spec_path),
+                                    "--kubeconfig", str(fake_cluster.kubeconfig))
+    # The performance criterion is unchanged by security findings ...
+    assert criterion(runs) == ("passed", "no findings on 2 VM(s)"), proc.stdout
+    assert samples(runs, "audit.findings.count") == []
+    # ... the security criterion fails on them.
+    status, detail = security_criterion(runs)
+    assert status == "failed" and "high kvm.qemu-root [all 2 VMs]" in detail and "kvm.ignition-readable" in detail
+    labels = [lab for _, lab in samples(runs, "security.findings.count")]
+    assert {"severity": "medium", "node": nodes["master-0"], "rule": "kvm.ignition-left"} in labels
+    assert {"severity": "high", "node": nodes["worker-0"], "rule": "kvm.qemu-root"} in labels
+    posture = json.loads((run_dir / "run.json").read_text())["security"]
+    rules = {r["id"]: r for r in posture["rules"]}
+    assert posture["platform"] == "kvm" and len(posture["vms"]) == 2
+    assert (rules["kvm.qemu-root"]["failing"], rules["kvm.ignition-left"]["failing"], rules["kvm.console-exposed"]["failing"]) == (2, 1, 0)
+    assert all(r["vms"] == 2 and r["title"] for r in posture["rules"])
+    full = json.loads((run_dir / "audit.json").read_text())
+    assert full["findings"] == [] and {f["kind"] for f in full["security"]} == {"security"}
+
+
+def test_security_fail_threshold_is_its_own(tmp_path, fake_cluster):
+    spec_path, _ = _kvm_security_spec(tmp_path, fake_cluster, 'user = "libvirt-qemu"\n')
+    proc, runs, _ = run_suite(tmp_path, "--platform=kvm", "--spec", str(spec_path), "--kubeconfig",
+                              str(fake_cluster.kubeconfig), env={"OKDBENCH_SECURITY_FAIL_ON": "never",
+                                                                 "OKDBENCH_AUDIT_FAIL_ON": "low"})
+    status, detail = security_criterion(runs)
+    assert status == "passed" and "kvm.ignition-readable" in detail and "kvm.qemu-root" not in detail, proc.stdout
+    assert criterion(runs)[0] == "passed"

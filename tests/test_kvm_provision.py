@@ -282,6 +282,10 @@ def test_okd_lifecycle_on_libvirt_with_fake_installer(libvirt_uri, pool, vmdir, 
         assert result.kubeconfig and result.kubeconfig.exists()
         names = {d.name() for d in conn.listAllDomains(0)}
         assert f"{spec.name}-master-0" in names and f"{spec.name}-bootstrap" not in names  # bootstrap removed
+        # Install complete: the ignition (pull secret) is gone from the host and from the persistent domain.
+        master = conn.lookupByName(f"{spec.name}-master-0")
+        assert "fwcfg" not in master.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE) and master.isActive()
+        assert not list((vmdir / "work" / "ignition").glob(f"{spec.name}-master-0.ign"))
         p.refresh(0)
         overlay = p.storageVolLookupByName(f"{spec.name}-master-0.qcow2")
         assert f"<path>{base.path()}</path>" in overlay.XMLDesc(0)  # a qcow2 overlay on the base image

@@ -13,7 +13,10 @@ import pytest
 from pyVmomi import vim
 
 from plumbing import redact
+from provision.audit.platform import audit_spec
 from provision.lifecycle import destroy_cluster, provision_cluster
+from provision.vsphere.plan import IGNITION_KEY
+from provision.vsphere.scrub import ignition_value
 from provision.spec import parse_spec
 from tests.support.vcsim import prepare_template, vsphere_spec_data
 
@@ -87,6 +90,14 @@ def test_lifecycle_provisions_installs_and_destroys_on_vsphere(vcsim_fresh, fake
         assert result.facts["hypervisor"] == "vsphere"
         with pytest.raises(OSError):  # bootstrap ignition no longer served
             urllib.request.urlopen(spec.vsphere.ignition_url, timeout=2)
+        # Once the nodes joined, provisioning emptied the ignition guestinfo (pull secret) on every VM,
+        # and the security audit agrees (the simulator appends the empty value: the last one counts).
+        assert {vm.name: ignition_value(vm) for vm in vms.values()} == {n: "" for n in vms}
+        assert all(any(o.key == IGNITION_KEY for o in vm.config.extraConfig) for vm in vms.values())
+        # okdbench's VMs carry the hardening settings: only the informational rules remain (Secure Boot,
+        # vTPM, encryption depend on the template and a key provider).
+        security = {f.rule for f in audit_spec(spec).findings if f.kind == "security"}
+        assert security == {"vsphere.secure-boot", "vsphere.vtpm", "vsphere.encryption"}
     finally:
         removed = destroy_cluster(spec)
     assert "/DC0/vm/okd-sim" in removed

@@ -98,6 +98,10 @@ def snapshot(props: dict, role: str, node: str = "") -> vsphere.VsphereVm:
         memory_locked_to_max=bool(cfg.memoryReservationLockedToMax) if cfg else False,
         macs=tuple(d.macAddress for d in nics if d.macAddress),
         uuid=cfg.uuid if cfg else "",
+        firmware=str(cfg.firmware or "") if cfg else "",
+        secure_boot=bool(cfg.bootOptions and cfg.bootOptions.efiSecureBootEnabled) if cfg else False,
+        vtpm=any(isinstance(d, vim.vm.device.VirtualTPM) for d in devices),
+        encrypted=bool(cfg.keyId) if cfg else False,
     )
 
 

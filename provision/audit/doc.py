@@ -28,12 +28,37 @@ def _cell(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
 
-def render_markdown() -> str:
+SECURITY_INTRO = """\
+#### Security rules
+
+The same read of the hypervisor also judges how each platform isolates and protects the VMs
+(`okdbench audit --spec S --only security`). The `security-audit` criterion fails on `critical`
+and `high` security findings (`OKDBENCH_SECURITY_FAIL_ON` changes that, same values); findings
+are recorded as `security.findings.count` samples, listed under `security` in
+`results/<run>/audit.json`, and counted per rule in run.json `security`, from which the report's
+*Security posture* table shows how many VMs comply on each platform. On KVM the host's daemon
+settings are read from `kvm.host_config` (default `/etc/libvirt/qemu.conf`,
+`/etc/libvirt/libvirtd.conf`, `/etc/libvirt/virtproxyd.conf`, `/etc/systemd/system`) when
+libvirtd runs on the machine doing the audit (a file it cannot read, e.g. qemu.conf 0600 for a
+non-root auditor, is named in a warning and the rules use what libvirt reports: its security
+model and QEMU's DAC label); host-wide findings are reported once per VM.
+`kvm.ignition-left` needs the node to have joined (the suite knows the nodes; give the CLI `--kubeconfig`).
+`okdbench provision` clears the ignition from the hypervisor once the install completes.
+
+"""
+
+
+def _table(kind: str) -> str:
     rows = ["| id | platform | severity | bad | good | why | fix |", "|---|---|---|---|---|---|---|"]
     order = {"kvm": 0, "vsphere": 1, "both": 2}
-    for r in sorted(RULES.values(), key=lambda r: (order[r.platform], severity_rank(r.severity))):
+    chosen = [r for r in RULES.values() if r.kind == kind]
+    for r in sorted(chosen, key=lambda r: (order[r.platform], severity_rank(r.severity))):
         rows.append("| " + " | ".join(_cell(c) for c in (f"`{r.id}`", r.platform, r.severity, r.bad, r.good, r.why, r.fix)) + " |")
     return "\n".join(rows) + "\n"
+
+
+def render_markdown() -> str:
+    return _table("performance") + "\n" + SECURITY_INTRO + _table("security")
 
 
 if __name__ == "__main__":

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import defaultdict
 
 from provision.audit.compare import Comparison
-from provision.audit.rules import RULES, Finding, count_by_severity, sort_findings
+from provision.audit.rules import RULES, Finding, count_by_severity, severity_rank, sort_findings
 
 
 def _counts(findings: list[Finding]) -> str:
@@ -61,3 +61,21 @@ def comparison_table(cmp: Comparison, label_a: str, label_b: str) -> list[str]:
         out.append(f"warning: {w}")
     out.append("comparable: yes" if cmp.comparable else f"comparable: no ({len(cmp.findings)} difference(s)); fix: {RULES['nodes.size-mismatch'].fix}")
     return out
+
+
+def security_posture(findings: list[Finding], vms: list[str], platform: str) -> dict:
+    """run.json `security`: per security rule of the platform, how many of the audited VMs comply.
+
+    Self-contained (title and severity included) so reports read it without importing the rules.
+    A finding on something other than an audited VM (the host, the vCenter session) concerns every VM.
+    """
+    audited = set(vms)
+    rules = sorted((r for r in RULES.values() if r.kind == "security" and r.platform in (platform, "both")),
+                   key=lambda r: (severity_rank(r.severity), r.id))
+    rows = []
+    for r in rules:
+        hits = [f for f in findings if f.rule == r.id]
+        failing = len(audited) if any(f.vm not in audited for f in hits) else len({f.vm for f in hits})
+        rows.append({"id": r.id, "title": r.title, "severity": r.severity, "vms": len(audited),
+                     "failing": failing, "observed": hits[0].observed if hits else ""})
+    return {"platform": platform, "vms": sorted(audited), "rules": rows, "findings": count_by_severity(findings)}

@@ -7,27 +7,11 @@ severity, why and fix come from this table so they are written once.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
 
-Severity = Literal["critical", "high", "medium", "low"]
-SEVERITIES: tuple[Severity, ...] = ("critical", "high", "medium", "low")
+from provision.audit.rule import KINDS, SEVERITIES, Kind, Rule, Severity, severity_rank
+from provision.audit.security_rules import SECURITY_RULES
 
-
-def severity_rank(severity: str) -> int:
-    """critical=0 … low=3: lower is worse."""
-    return SEVERITIES.index(severity)  # type: ignore[arg-type]
-
-
-@dataclass(frozen=True)
-class Rule:
-    id: str
-    platform: Literal["kvm", "vsphere", "both"]
-    severity: Severity
-    title: str
-    bad: str
-    good: str
-    why: str
-    fix: str
+__all__ = ["KINDS", "SEVERITIES", "Kind", "Rule", "Severity", "severity_rank", "Finding", "RULES"]
 
 
 @dataclass(frozen=True)
@@ -46,6 +30,10 @@ class Finding:
         return RULES[self.rule].severity
 
     @property
+    def kind(self) -> Kind:
+        return RULES[self.rule].kind
+
+    @property
     def where(self) -> str:
         return f"{self.vm}:{self.subject}" if self.subject else self.vm
 
@@ -56,6 +44,7 @@ class Finding:
         return {
             "rule": self.rule,
             "severity": self.severity,
+            "kind": self.kind,
             "vm": self.vm,
             "node": self.node,
             "role": self.role,
@@ -234,7 +223,12 @@ _RULES = [
     ),
 ]
 
-RULES: dict[str, Rule] = {r.id: r for r in _RULES}
+RULES: dict[str, Rule] = {r.id: r for r in [*_RULES, *SECURITY_RULES]}
+
+
+def of_kind(findings: list[Finding], kind: str | None) -> list[Finding]:
+    """The findings of one rule set ('performance' or 'security'); all of them for None."""
+    return [f for f in findings if kind is None or f.kind == kind]
 
 
 def sort_findings(findings: list[Finding]) -> list[Finding]:

@@ -46,6 +46,10 @@ class VsphereVm:
     macs: tuple[str, ...] = ()
     uuid: str = ""  # BIOS UUID: what a node's providerID (vsphere://<uuid>) names
     node: str = ""
+    firmware: str = ""  # config.firmware: bios | efi
+    secure_boot: bool = False  # config.bootOptions.efiSecureBootEnabled
+    vtpm: bool = False  # a VirtualTPM device
+    encrypted: bool = False  # config.keyId set (VM encryption)
 
 
 def hw_version_number(version: str) -> int | None:

@@ -5,6 +5,7 @@
     destroy(spec)                exactly what provision created (ownership metadata), idempotent
     hypervisor_facts(spec)       libvirt/QEMU versions, host CPU, domain type
     remove_bootstrap(spec)       the bootstrap domain and volume; the load balancer stops sending to it
+    clear_ignition(spec)         after install: ignition fw_cfg entries and files removed from the host
 
 Domain type: spec.kvm.domain_type. 'auto' is resolved at provision time by a real probe
 (provision.kvm.libvirtd.domain_type(uri)); render never probes and writes the KVM host's XML for it,
@@ -164,6 +165,16 @@ def remove_bootstrap(spec: ClusterSpec, *, insecure: bool = False) -> None:
     with kvm_provision.connect(spec) as conn:
         for item in kvm_provision.destroy(conn, spec, only_nodes={"bootstrap"}):
             log.info("kvm: removed %s", item)
+
+
+def clear_ignition(spec: ClusterSpec, *, insecure: bool = False) -> list[str]:
+    from provision.kvm.scrub import clear_ignition as clear
+
+    _require(spec)
+    with kvm_provision.connect(spec) as conn:
+        cleared = clear(conn, spec)
+    log.info("kvm: ignition cleared from the host (%s)", ", ".join(cleared) or "none left")
+    return cleared
 
 
 # ------------------------------------------------------------------ load balancer (haproxy on the host)

@@ -5,6 +5,7 @@
     destroy(spec)                     this cluster's VMs and folder, idempotent
     hypervisor_facts(spec)            vCenter/ESXi versions, host CPU model, datastore type
     remove_bootstrap(spec)            delete the bootstrap VM, stop serving its ignition
+    clear_ignition(spec)              after install: empty guestinfo.ignition.config.data on the VMs
 
 The OKD steps around these (ignition generation, bootstrap/CSR/install waits) are
 provision/lifecycle.py's, shared with KVM.
@@ -136,6 +137,16 @@ def remove_bootstrap(spec: ClusterSpec, *, insecure: bool = False) -> None:
         removed = remove_node(si, spec, "bootstrap")
     _stop_server(spec.name)
     log.info("vsphere: bootstrap removed (%s)", ", ".join(removed) or "already gone")
+
+
+def clear_ignition(spec: ClusterSpec, *, insecure: bool = False) -> list[str]:
+    from provision.vsphere.scrub import clear_ignition as clear
+
+    _require(spec)
+    with session(spec, insecure=insecure) as si:
+        cleared = clear(si, spec)
+    log.info("vsphere: ignition guestinfo cleared on %s", ", ".join(cleared) or "no VM (none left)")
+    return cleared
 
 
 def _stop_server(cluster: str) -> None:
