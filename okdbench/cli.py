@@ -5,7 +5,11 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
+import signal
 import sys
+import threading
+from contextlib import contextmanager
 
 from okdbench import __version__
 from plumbing.errors import UserError
@@ -47,6 +51,28 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+@contextmanager
+def sigterm_as_interrupt():
+    """SIGTERM (a timer, `kill`, `timeout`) stops a command as Ctrl-C does, so it cleans up what it started."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    pid = os.getpid()
+
+    def handler(signum, frame) -> None:
+        if os.getpid() != pid:
+            # A forked worker (the report's chart pool) inherited this handler: die as SIGTERM says.
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            os.kill(os.getpid(), signal.SIGTERM)
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     # `run` forwards unknown arguments to pytest.
@@ -68,7 +94,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "run":
         args.pytest_args = extra
     try:
-        return int(args._run(args) or 0)
+        with sigterm_as_interrupt():
+            return int(args._run(args) or 0)
     except UserError as exc:
         print(f"okdbench {args.command}: error: {exc}", file=sys.stderr)
         return exc.exit_code
