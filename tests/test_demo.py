@@ -27,7 +27,7 @@ def test_demo_spec_fills_the_guest_and_replaces_probe_arguments(tmp_path):
     data = demo.demo_spec(template, kernel=Path("/k/vmlinuz"), initrd=Path("/k/initrd.img"), repeat=2)
     spec = parse_spec(data)
     assert spec.kvm.kernel == "/k/vmlinuz" and spec.kvm.initrd == "/k/initrd.img"
-    assert spec.kvm.kernel_args == "okdbench.linger=5 okdbench.probes=cpu,fsync,seqwrite,rtt okdbench.repeat=2"
+    assert spec.kvm.kernel_args == "okdbench.linger=5 okdbench.probes=cpu,fsync,seqwrite,etcd,rtt okdbench.repeat=2"
     assert template["kvm"]["kernel_args"].startswith("okdbench.repeat=9"), "the template itself is left alone"
 
 
@@ -121,3 +121,80 @@ def test_short_demo_end_to_end(libvirt_uri, tmp_path):
     assert not [n for n in names if n.startswith(("demo-default", "demo-tuned", "okd-demo-"))], names
     summary = json.dumps({"runs": len(result.runs), "seconds": round(result.seconds, 1)})
     print(f"demo timing: {summary}")
+
+
+def _lines_until(stream, needle: str, silence_s: float, seen: list[str]) -> bool:
+    """Read `stream` until a line contains `needle`; False at its end or after `silence_s` without a line."""
+    import queue
+    import threading
+
+    q: queue.Queue = queue.Queue()
+
+    def pump():
+        for line in stream:
+            q.put(line)
+        q.put(None)
+
+    if not hasattr(stream, "_okdbench_q"):
+        threading.Thread(target=pump, daemon=True).start()
+        stream._okdbench_q = q
+    q = stream._okdbench_q
+    while True:
+        try:
+            line = q.get(timeout=silence_s)
+        except queue.Empty:
+            return False
+        if line is None:
+            return False
+        seen.append(line)
+        if needle in line:
+            return True
+
+
+@pytest.mark.slow
+@pytest.mark.needs_libvirtd
+def test_sigterm_mid_run_tears_everything_down_and_the_run_reads_aborted(libvirt_uri, tmp_path):
+    """SIGTERM to `okdbench demo` while its guests run: nothing of it stays in libvirt, run.json says aborted."""
+    import signal
+    import subprocess
+    import sys
+
+    from results.store import load_runs
+
+    placement = demo.Placement(prefix="demo19-sig-", net_offset=172)  # beside any other demo on this libvirtd
+    out = tmp_path / "demo"
+    proc = subprocess.Popen([sys.executable, "-m", "okdbench", "demo", "--runs", "1", "--repeat", "1", "--out", str(out),
+                             "--prefix", placement.prefix, "--net-offset", str(placement.net_offset)],
+                            cwd=demo.ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    seen: list[str] = []
+    try:
+        # Bounded by progress: each phase line must come within 5 minutes of the one before.
+        assert _lines_until(proc.stdout, "VMs booting, probes running", 300, seen), "".join(seen)
+        proc.send_signal(signal.SIGTERM)
+        while _lines_until(proc.stdout, "\n", 300, seen):
+            pass
+        code = proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    text = "".join(seen)
+    assert code == 130, text
+    assert "interrupted: the session tears down what it provisioned" in text
+    assert "its run reads aborted; nothing of it is left in libvirt" in text, text
+    runs = load_runs([out / "results"])
+    assert [r.status for r in runs.runs] == ["aborted"], text
+    # Nothing with the demo's names in libvirt: domains, networks, volumes.
+    import libvirt
+
+    conn = libvirt.open(libvirt_uri)
+    try:
+        names = [d.name() for d in conn.listAllDomains()] + [n.name() for n in conn.listAllNetworks()]
+        pool = conn.storagePoolLookupByName(demo.POOL)
+        pool.refresh(0)
+        names += pool.listVolumes()
+    finally:
+        conn.close()
+    prefix = placement.prefix
+    assert not [n for n in names if n.startswith((prefix, f"okd-{prefix}"))], names
+    assert not list((out / "work").glob("*/*.ign")), "the workdir (ignition) goes with the cluster"

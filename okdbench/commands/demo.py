@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 HELP = "run the whole pipeline on local VMs (no OKD, no vCenter needed) and print the report path"
@@ -33,12 +34,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="hypervisor to demo on (kvm: local libvirt; vSphere needs a vCenter, see README)")
     parser.add_argument("--keep", action="store_true",
                         help="leave the VMs of each platform's last run in place for inspection")
+    parser.add_argument("--prefix", default="", metavar="TEXT",
+                        help="prepended to the demo's cluster names, to run beside another demo on the same libvirtd")
+    parser.add_argument("--net-offset", type=int, default=0, metavar="N",
+                        help="move the demo's subnets up by N /24s (198.18.20.0/24 -> 198.18.(20+N).0/24), with --prefix")
 
 
 def run(args: argparse.Namespace) -> int:
-    from okdbench.demo import run_demo
+    from okdbench.demo import DemoInterrupted, Placement, run_demo
 
-    result = run_demo(runs=args.runs, repeat=args.repeat, out=args.out, keep=args.keep)
+    try:
+        result = run_demo(runs=args.runs, repeat=args.repeat, out=args.out, keep=args.keep,
+                          placement=Placement(prefix=args.prefix, net_offset=args.net_offset))
+    except DemoInterrupted as exc:
+        print(f"demo: {exc}", file=sys.stderr)
+        return 130
     facts = result.hypervisor
     mode = "KVM" if facts.get("domain_type") == "kvm" else "software emulation (TCG)"
     m, s = divmod(int(result.seconds), 60)
