@@ -18,6 +18,7 @@ import pandas as pd
 
 from plumbing.errors import UserError
 from reports import aggregate, charts, stats, trends, validity
+from reports.demo_note import demo_note
 from reports.model import (
     MIN_RUNS,
     CostTable,
@@ -171,6 +172,7 @@ def build_report(
         warnings=warnings,
         costs=costs,
         verdict_counts={v: counts.get(v, 0) for v in VERDICTS},
+        demo_note=demo_note(summary, base, cand, any(is_emulated(r) for r in runset.runs if r.platform in pair)),
     )
     phase("report content ready")
     return report

@@ -211,3 +211,4 @@ class Report:
     warnings: list[str]
     costs: CostTable | None
     verdict_counts: dict[str, int]
+    demo_note: object | None = None  # reports.demo_note.DemoNote: okdbench demo's explanation
