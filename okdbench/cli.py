@@ -51,22 +51,27 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
+def _default_sigterm_in_child() -> None:
+    # A forked worker (the report's chart pool) must die on SIGTERM even when it is stuck on a lock
+    # inherited from its parent: a Python-level handler would never run there.
+    if signal.getsignal(signal.SIGTERM) is _interrupt:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+os.register_at_fork(after_in_child=_default_sigterm_in_child)
+
+
 @contextmanager
 def sigterm_as_interrupt():
     """SIGTERM (a timer, `kill`, `timeout`) stops a command as Ctrl-C does, so it cleans up what it started."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    pid = os.getpid()
-
-    def handler(signum, frame) -> None:
-        if os.getpid() != pid:
-            # A forked worker (the report's chart pool) inherited this handler: die as SIGTERM says.
-            signal.signal(signal.SIGTERM, signal.SIG_DFL)
-            os.kill(os.getpid(), signal.SIGTERM)
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, handler)
+    previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
         yield
     finally:

@@ -411,7 +411,7 @@ def make_report(results_dir: Path, out_html: Path) -> Path:
     return out_html
 
 
-def run_demo(*, runs: int = 3, repeat: int = 3, out: Path | None = None, keep: bool = False,
+def run_demo(*, runs: int = 4, repeat: int = 2, out: Path | None = None, keep: bool = False,
              progress: Progress | None = None, placement: Placement = Placement()) -> DemoResult:
     if runs < 1:
         raise UserError(f"--runs: {runs} is not allowed; use 1 or more (3+ for statistics)")

@@ -60,11 +60,17 @@ GUEST_CRITERIA = {"guest.boot", "guest.ignition", "guest.nic", "guest.dhcp", "gu
 @pytest.mark.slow
 @pytest.mark.needs_libvirtd
 def test_short_demo_end_to_end(libvirt_uri, tmp_path):
-    """The CI form: 3 runs per platform, repeat 1, real libvirtd + QEMU, then the report."""
+    """The CI form: 3 runs per platform, repeat 1, real libvirtd + QEMU, then the report.
+
+    No wall-clock bound: each session stops waiting for a guest only when it went silent for
+    longer than its probes' pace allows (guestlog.Pace), so a loaded machine is slower, not red.
+    """
     from results.store import load_runs
 
     lines: list[str] = []
-    result = demo.run_demo(runs=3, repeat=1, out=tmp_path / "demo", progress=demo.Progress(lines.append))
+    placement = demo.Placement(prefix="ci-", net_offset=176)  # beside a user's own demo on this libvirtd
+    result = demo.run_demo(runs=3, repeat=1, out=tmp_path / "demo", progress=demo.Progress(lines.append),
+                           placement=placement)
 
     assert [(r.label, r.index) for r in result.runs] == demo.run_order(3)
     assert all(r.status == "complete" for r in result.runs), [(r.label, r.status, str(r.log)) for r in result.runs]
@@ -107,8 +113,11 @@ def test_short_demo_end_to_end(libvirt_uri, tmp_path):
         for v in list(p50["value"]) + list(p99["value"]) + list(iops["value"]):
             assert math.isfinite(v) and v > 0
         assert (p99["value"].to_numpy() >= p50["value"].to_numpy()).all()
-        for metric in ("guest.cpu.sha256", "guest.disk.seqwrite", "guest.net.rtt.avg"):
+        for metric in ("guest.cpu.sha256", "guest.disk.seqwrite", "guest.net.rtt.avg", "guest.etcd.wal_fsync.p99",
+                       "guest.etcd.backend_commit.p99", "guest.etcd.put.p99", "guest.etcd.put.rate"):
             assert (mine["metric"] == metric).sum() == 3 * 2, metric
+            assert (mine[mine["metric"] == metric]["value"] > 0).all(), metric
+    assert result.report is not None and "What this demo shows" in result.report.read_text()
 
     # Nothing of the demo is left on the hypervisor.
     import libvirt
@@ -118,7 +127,7 @@ def test_short_demo_end_to_end(libvirt_uri, tmp_path):
         names = [d.name() for d in conn.listAllDomains()] + [n.name() for n in conn.listAllNetworks()]
     finally:
         conn.close()
-    assert not [n for n in names if n.startswith(("demo-default", "demo-tuned", "okd-demo-"))], names
+    assert not [n for n in names if n.startswith(("ci-demo-default", "ci-demo-tuned", "okd-ci-demo-"))], names
     summary = json.dumps({"runs": len(result.runs), "seconds": round(result.seconds, 1)})
     print(f"demo timing: {summary}")
 
