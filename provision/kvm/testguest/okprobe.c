@@ -7,8 +7,10 @@
  *   okprobe elapsed CMD [ARG...]           runs CMD (stdout discarded), prints its wall time in seconds
  *   okprobe mbr DEV SPLIT_MIB              two MBR partitions: [1 MiB, SPLIT) and [SPLIT, end); rereads the table
  *   okprobe get HOST PORT PATH             HTTP/1.0 GET on an IPv4 address, body to stdout (etcd /metrics, /health)
- *   okprobe etcdput HOST PORT COUNT SIZE   COUNT sequential puts of SIZE-byte values through etcd's JSON gateway
- *                                          (/v3/kv/put, one keep-alive connection); prints latency percentiles + rate
+ *   okprobe etcdput HOST PORT COUNT SIZE [PREFIX]
+ *                                          COUNT sequential puts of SIZE-byte values through etcd's JSON gateway
+ *                                          (/v3/kv/put, one keep-alive connection); prints latency percentiles + rate;
+ *                                          with PREFIX, "PREFIX done=<n> t=<uptime>" on stderr every 5 s (progress)
  *
  * Output is one line of key=value pairs, so the /init script can prefix it with "OKDBENCH probe <name>".
  * Timing uses CLOCK_MONOTONIC; busybox's date has no sub-second resolution.
@@ -287,7 +289,19 @@ static int read_response(int fd, char *buf, size_t cap)
 	return strncmp(buf, "HTTP/1.1 200", 12) == 0 ? 0 : -2;
 }
 
-static int probe_etcdput(const char *host, int port, long count, long size)
+static double uptime_s(void)
+{
+	double up = 0;
+	FILE *f = fopen("/proc/uptime", "r");
+	if (f) {
+		if (fscanf(f, "%lf", &up) != 1)
+			up = 0;
+		fclose(f);
+	}
+	return up;
+}
+
+static int probe_etcdput(const char *host, int port, long count, long size, const char *progress)
 {
 	int fd = connect_to(host, port);
 	if (fd < 0)
@@ -300,9 +314,14 @@ static int probe_etcdput(const char *host, int port, long count, long size)
 		return die("malloc");
 	memset(value, 'v', (size_t)size);
 	b64(value, (size_t)size, value64);
-	double start = now_s();
+	double start = now_s(), shown = start;
 	for (long i = 0; i < count; i++) {
 		char key[32], key64[64];
+		/* A slow host makes the load long: say it still moves, so the host's silence bound holds. */
+		if (progress && now_s() - shown >= 5.0) {
+			fprintf(stderr, "%s done=%ld t=%.2f\n", progress, i, uptime_s());
+			shown = now_s();
+		}
 		snprintf(key, sizeof key, "okdbench/%08ld", i % 1000); /* a fixed key space, as a busy cluster rewrites */
 		b64((unsigned char *)key, strlen(key), key64);
 		int blen = sprintf(body, "{\"key\":\"%s\",\"value\":\"%s\"}", key64, value64);
@@ -328,7 +347,7 @@ static int probe_etcdput(const char *host, int port, long count, long size)
 static int usage(void)
 {
 	fprintf(stderr, "usage: okprobe fsync DEV OFFSET COUNT SIZE | seqwrite DEV OFFSET MIB | elapsed CMD [ARG...]"
-			" | mbr DEV SPLIT_MIB | get HOST PORT PATH | etcdput HOST PORT COUNT SIZE\n");
+			" | mbr DEV SPLIT_MIB | get HOST PORT PATH | etcdput HOST PORT COUNT SIZE [PREFIX]\n");
 	return 2;
 }
 
@@ -354,11 +373,11 @@ int main(int argc, char **argv)
 		return probe_mbr(argv[2], atol(argv[3]));
 	if (strcmp(argv[1], "get") == 0 && argc == 5)
 		return probe_get(argv[2], atoi(argv[3]), argv[4]);
-	if (strcmp(argv[1], "etcdput") == 0 && argc == 6) {
+	if (strcmp(argv[1], "etcdput") == 0 && (argc == 6 || argc == 7)) {
 		long count = atol(argv[4]), size = atol(argv[5]);
 		if (count < 1 || size < 1 || size > (1 << 20))
 			return usage();
-		return probe_etcdput(argv[2], atoi(argv[3]), count, size);
+		return probe_etcdput(argv[2], atoi(argv[3]), count, size, argc == 7 ? argv[6] : NULL);
 	}
 	return usage();
 }
