@@ -5,7 +5,11 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
+import signal
 import sys
+import threading
+from contextlib import contextmanager
 
 from okdbench import __version__
 from plumbing.errors import UserError, bounded_lines
@@ -50,6 +54,33 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
+def _default_sigterm_in_child() -> None:
+    # A forked worker (the report's chart pool) must die on SIGTERM even when it is stuck on a lock
+    # inherited from its parent: a Python-level handler would never run there.
+    if signal.getsignal(signal.SIGTERM) is _interrupt:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+os.register_at_fork(after_in_child=_default_sigterm_in_child)
+
+
+@contextmanager
+def sigterm_as_interrupt():
+    """SIGTERM (a timer, `kill`, `timeout`) stops a command as Ctrl-C does, so it cleans up what it started."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def main(argv: list[str] | None = None) -> int:
     words = [a for a in (sys.argv[1:] if argv is None else argv) if not a.startswith("-")]
     parser = build_parser(words[0] if words and words[0] in COMMANDS else None)
@@ -72,7 +103,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "run":
         args.pytest_args = extra
     try:
-        return int(args._run(args) or 0)
+        with sigterm_as_interrupt():
+            return int(args._run(args) or 0)
     except UserError as exc:
         print(error_line(f"okdbench {args.command}: error: {exc}"), file=sys.stderr)
         for line in bounded_lines(exc.details):

@@ -7,15 +7,24 @@ prepare (libvirtd in netns `okdbench`, the test guest, a storage pool, the two s
 
 Each run is a separate pytest process, exactly what a user or the nightly runner would start, so
 the demo exercises the real entry points rather than a shortcut.
+
+Ctrl-C or SIGTERM stops the demo cleanly: the running pytest session gets SIGTERM and tears down
+what it provisioned as at a normal end (its run reads `aborted`); the demo waits for it as long as
+it makes progress, then removes anything still there itself. A second Ctrl-C skips the teardown
+and lists what was left in libvirt.
 """
 
 from __future__ import annotations
 
+import ctypes
 import json
 import logging
 import os
+import queue
+import signal
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -34,7 +43,9 @@ EXAMPLES = ROOT / "examples"
 CACHE = ROOT / ".cache"
 LABELS = ("kvm-default", "kvm-tuned")
 BASELINE, CANDIDATE = LABELS
-PROBES = "cpu,fsync,seqwrite,rtt"
+PROBES = "cpu,fsync,seqwrite,etcd,rtt"
+# After SIGTERM, a pytest session that printed nothing for this long is killed (its teardown is stuck).
+TEARDOWN_SILENCE_S = 120.0
 POOL = "okdbench-demo"
 POOL_DIR = Path("/var/lib/libvirt/images") / POOL
 NETNS = "okdbench"
@@ -55,6 +66,14 @@ class RunOutcome:
         if self.run_dir is None or not (self.run_dir / "run.json").exists():
             return "missing"
         return json.loads((self.run_dir / "run.json").read_text()).get("status", "missing")
+
+
+class DemoInterrupted(Exception):
+    """Ctrl-C/SIGTERM stopped the demo; str() is one line saying what was cleaned up or left."""
+
+    def __init__(self, message: str, runs: list[RunOutcome], left: list[str]):
+        super().__init__(message)
+        self.runs, self.left = runs, left
 
 
 @dataclass
@@ -95,9 +114,34 @@ def run_order(runs: int, labels: tuple[str, ...] = LABELS) -> list[tuple[str, in
     return order
 
 
-def demo_spec(template: dict, *, kernel: Path, initrd: Path, repeat: int, pool: str = POOL) -> dict:
+@dataclass(frozen=True)
+class Placement:
+    """Where a demo lives on a shared libvirtd: a prefix for its names, an offset for its subnets.
+
+    Two demos (or a demo and its tests) on one libvirtd must not share cluster names (each one's
+    clean-up removes the other's VMs) nor subnets (libvirt refuses a second network on a subnet).
+    """
+
+    prefix: str = ""
+    net_offset: int = 0
+
+    def apply(self, spec: dict) -> None:
+        import ipaddress
+
+        spec["name"] = f"{self.prefix}{spec['name']}"
+        if self.net_offset:
+            net = ipaddress.ip_network(spec["network"]["machine_cidr"])
+            moved = ipaddress.ip_network((int(net.network_address) + (self.net_offset << 8), net.prefixlen))
+            if not moved.subnet_of(ipaddress.ip_network("198.18.0.0/15")):
+                raise UserError(f"--net-offset: {self.net_offset} moves {net} to {moved}, outside 198.18.0.0/15; use a smaller offset")
+            spec["network"]["machine_cidr"] = str(moved)
+
+
+def demo_spec(template: dict, *, kernel: Path, initrd: Path, repeat: int, pool: str = POOL,
+              placement: Placement = Placement()) -> dict:
     """The example spec with the built guest, its probes and the repetition count filled in."""
     spec = json.loads(json.dumps(template))  # deep copy of plain YAML data
+    placement.apply(spec)
     kvm = spec.setdefault("kvm", {})
     kvm["kernel"] = str(kernel)
     kvm["initrd"] = str(initrd)
@@ -146,7 +190,8 @@ def ensure_pool(uri: str, name: str = POOL, path: Path = POOL_DIR) -> bool:
         conn.close()
 
 
-def prepare(out: Path, repeat: int, progress: Progress, uri: str = "qemu:///system") -> dict[str, Path]:
+def prepare(out: Path, repeat: int, progress: Progress, uri: str = "qemu:///system",
+            placement: Placement = Placement()) -> dict[str, Path]:
     """libvirtd, the test guest, the pool, and the two specs written under out/specs/."""
     from provision.kvm import libvirtd
     from provision.lifecycle import destroy_cluster
@@ -171,7 +216,7 @@ def prepare(out: Path, repeat: int, progress: Progress, uri: str = "qemu:///syst
     specs: dict[str, Path] = {}
     for label in LABELS:
         template = yaml.safe_load((EXAMPLES / f"demo-{label}.yaml").read_text())
-        data = demo_spec(template, kernel=guest.kernel, initrd=guest.initrd, repeat=repeat)
+        data = demo_spec(template, kernel=guest.kernel, initrd=guest.initrd, repeat=repeat, placement=placement)
         path = specs_dir / f"demo-{label}.yaml"
         path.write_text(f"# written by okdbench demo from examples/demo-{label}.yaml\n"
                         + yaml.safe_dump(data, sort_keys=False))
@@ -194,6 +239,58 @@ _PHASES = (
 )
 
 
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
+    # A demo killed outright (SIGKILL) still gets its session torn down: the kernel sends it SIGTERM.
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
+    os.setsid()  # the demo forwards signals itself, once, in order
+
+
+class _Session:
+    """One pytest child whose output lines arrive through a queue, so waiting on it stays interruptible."""
+
+    def __init__(self, argv: list[str], env: dict, log_fh):
+        self.proc = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                     env=env, stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent)
+        self.lines: queue.Queue = queue.Queue()
+        self.log_fh = log_fh
+        threading.Thread(target=self._pump, daemon=True).start()
+
+    def _pump(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.lines.put(line)
+        self.lines.put(None)
+
+    def next_line(self, timeout: float | None) -> str | None:
+        """The next line (also written to the log); None at the end of output; queue.Empty on silence."""
+        line = self.lines.get(timeout=timeout)
+        if line is not None:
+            self.log_fh.write(line)
+            self.log_fh.flush()
+        return line
+
+    def signal(self, sig: int) -> None:
+        try:
+            os.killpg(self.proc.pid, sig)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+    def drain(self, silence_s: float | None, on_line: Callable[[str], None] = lambda line: None) -> bool:
+        """Read until the output ends; False when nothing came for `silence_s` (bounded by progress)."""
+        while True:
+            try:
+                line = self.next_line(timeout=silence_s)
+            except queue.Empty:
+                return False
+            if line is None:
+                self.proc.wait()
+                return True
+            on_line(line)
+
+
 def run_one(label: str, index: int, spec: Path, repeat: int, results_dir: Path, logs_dir: Path,
             progress: Progress, position: str, keep: bool) -> RunOutcome:
     log_path = logs_dir / f"{label}-{index}.log"
@@ -202,27 +299,91 @@ def run_one(label: str, index: int, spec: Path, repeat: int, results_dir: Path, 
     t0 = time.monotonic()
     progress(f"run {position} {label}", "starting pytest suites/")
     env = dict(os.environ, PYTHONUNBUFFERED="1", OKDBENCH_WORKDIR=str(results_dir.parent / "work"))
+    seen: set[str] = set()
+
+    def phases(line: str) -> None:
+        for marker, phase in _PHASES:
+            if marker in line and phase not in seen:
+                seen.add(phase)
+                progress(f"run {position} {label}", phase)
+
+    def outcome(code: int) -> RunOutcome:
+        new = sorted(p for p in results_dir.iterdir() if p.name not in before and (p / "run.json").exists()) \
+            if results_dir.exists() else []
+        return RunOutcome(label=label, index=index, exit_code=code, seconds=time.monotonic() - t0, log=log_path,
+                          run_dir=new[-1] if new else None)
+
     with open(log_path, "w") as fh:
         fh.write("$ " + " ".join(argv) + "\n")
         fh.flush()
-        proc = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
-        assert proc.stdout is not None
-        seen = set()
-        for line in proc.stdout:
-            fh.write(line)
-            for marker, phase in _PHASES:
-                if marker in line and phase not in seen:
-                    seen.add(phase)
-                    progress(f"run {position} {label}", phase)
-        code = proc.wait()
-    seconds = time.monotonic() - t0
-    new = sorted(p for p in results_dir.iterdir() if p.name not in before and (p / "run.json").exists()) \
-        if results_dir.exists() else []
-    outcome = RunOutcome(label=label, index=index, exit_code=code, seconds=seconds, log=log_path,
-                         run_dir=new[-1] if new else None)
-    summary = _summarise(outcome.run_dir)
-    progress(f"run {position} {label}", f"done in {seconds:.0f} s ({summary}; log {log_path.name})")
-    return outcome
+        session = _Session(argv, env, fh)
+        try:
+            session.drain(None, phases)
+        except KeyboardInterrupt:
+            left = _stop_session(session, spec, progress, f"run {position} {label}", phases)
+            result = outcome(session.proc.returncode if session.proc.returncode is not None else -1)
+            status = result.status
+            where = f"run {position} {label}"
+            msg = (f"interrupted during {where}; its run reads {status}"
+                   + (f"; left in libvirt: {', '.join(left)} (remove with `okdbench destroy --spec {spec}`)"
+                      if left else "; nothing of it is left in libvirt"))
+            raise DemoInterrupted(msg, [result], left) from None
+    result = outcome(session.proc.returncode)
+    summary = _summarise(result.run_dir)
+    progress(f"run {position} {label}", f"done in {result.seconds:.0f} s ({summary}; log {log_path.name})")
+    return result
+
+
+def _stop_session(session: _Session, spec: Path, progress: Progress, where: str, on_line) -> list[str]:
+    """SIGTERM the session, let it tear down while it shows progress, then make sure; returns what is left."""
+    from provision.lifecycle import destroy_cluster
+    from provision.spec import load_spec
+
+    progress(where, "interrupted: the session tears down what it provisioned (Ctrl-C again to skip)")
+    session.signal(signal.SIGTERM)
+    try:
+        if not session.drain(TEARDOWN_SILENCE_S, on_line):
+            progress(where, f"no output for {TEARDOWN_SILENCE_S:.0f} s while tearing down: killing it")
+            session.signal(signal.SIGKILL)
+            session.proc.wait()
+        cluster = load_spec(spec)
+        removed = destroy_cluster(cluster)  # a no-op after a normal teardown
+        if removed:
+            progress(where, f"removed what the session left: {', '.join(removed)}")
+    except KeyboardInterrupt:
+        # Second interrupt: the session's own second interrupt skips its teardown; say what is left.
+        session.signal(signal.SIGTERM)
+        try:
+            session.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            session.signal(signal.SIGKILL)
+            session.proc.wait()
+        progress(where, "interrupted again: teardown skipped")
+    return leftovers(load_spec(spec))
+
+
+def leftovers(spec) -> list[str]:
+    """Domains, the network and volumes of this demo cluster still in libvirt (by name)."""
+    from provision.kvm.libvirtd import _quiet_libvirt, open_connection
+    from provision.kvm.render import net_plan
+
+    libvirt = _quiet_libvirt()
+    try:
+        conn = open_connection(spec.kvm.uri)
+    except Exception as exc:  # noqa: BLE001 - whatever libvirt says, the user gets one line
+        return [f"(libvirt not reachable to check: {str(exc).splitlines()[0][:100]})"]
+    try:
+        left = [f"domain {d.name()}" for d in conn.listAllDomains(0) if d.name().startswith(spec.name + "-")]
+        left += [f"network {n.name()}" for n in conn.listAllNetworks(0) if n.name() == net_plan(spec).name]
+        try:
+            pool = conn.storagePoolLookupByName(spec.kvm.storage_pool)
+            pool.refresh(0)
+            left += [f"volume {spec.kvm.storage_pool}/{v}" for v in pool.listVolumes() if v.startswith(spec.name + "-")]
+        except libvirt.libvirtError:
+            pass
+        return left
+    finally:
+        conn.close()
 
 
 def _summarise(run_dir: Path | None) -> str:
@@ -251,8 +412,8 @@ def make_report(results_dir: Path, out_html: Path) -> Path:
     return out_html
 
 
-def run_demo(*, runs: int = 3, repeat: int = 3, out: Path | None = None, keep: bool = False,
-             progress: Progress | None = None, load_host: bool = False) -> DemoResult:
+def run_demo(*, runs: int = 4, repeat: int = 2, out: Path | None = None, keep: bool = False,
+             progress: Progress | None = None, placement: Placement = Placement(), load_host: bool = False) -> DemoResult:
     if runs < 1:
         raise UserError(f"--runs: {runs} is not allowed; use 1 or more (3+ for statistics)")
     if repeat < 1:
@@ -265,19 +426,25 @@ def run_demo(*, runs: int = 3, repeat: int = 3, out: Path | None = None, keep: b
     for d in (results_dir, logs_dir):
         d.mkdir(parents=True, exist_ok=True)
     progress("demo", f"{runs} run(s) per platform x {len(LABELS)} platforms, --repeat {repeat}, output in {out}")
-    specs = prepare(out, repeat, progress)
+    specs = prepare(out, repeat, progress, placement=placement)
     result = DemoResult(out=out, results_dir=results_dir, report=None)
     order = run_order(runs)
     last_index = {label: max(i for lbl, i in order if lbl == label) for label in LABELS}
-    for n, (label, index) in enumerate(order, 1):
-        keep_this = keep and index == last_index[label]
-        # --load-host: every second run of each platform under a CPU burner, so the report flags it as contended.
-        burner = hostload.start() if load_host and index % 2 == 1 else None
-        try:
-            result.runs.append(run_one(label, index, specs[label], repeat, results_dir, logs_dir, progress,
-                                       f"{n}/{len(order)}" + (" (host loaded)" if burner else ""), keep_this))
-        finally:
-            hostload.stop(burner)
+    from okdbench.cli import sigterm_as_interrupt
+
+    with sigterm_as_interrupt():
+        for n, (label, index) in enumerate(order, 1):
+            keep_this = keep and index == last_index[label]
+            # --load-host: every second run of each platform under a CPU burner, so the report flags it as contended.
+            burner = hostload.start() if load_host and index % 2 == 1 else None
+            try:
+                result.runs.append(run_one(label, index, specs[label], repeat, results_dir, logs_dir, progress,
+                                           f"{n}/{len(order)}" + (" (host loaded)" if burner else ""), keep_this))
+            except DemoInterrupted as exc:
+                exc.runs[:0] = result.runs
+                raise
+            finally:
+                hostload.stop(burner)
     if runs < 3:
         progress("report", f"only {runs} run(s) per platform: the report will say 'not enough samples' (3+ needed)")
     progress("report", f"{CANDIDATE} vs {BASELINE}")

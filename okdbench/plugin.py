@@ -369,6 +369,11 @@ def infra(request: pytest.FixtureRequest, okdbench_config: SessionConfig, run_wr
         result = provision_cluster(cfg.spec, workdir, insecure=cfg.insecure)
     except UserError as exc:
         pytest.fail(error_line(f"provisioning failed: {exc}"), pytrace=False)
+    except KeyboardInterrupt:
+        # Ctrl-C or SIGTERM while provisioning: remove what already exists, as a normal end would.
+        if not cfg.keep_cluster:
+            _teardown(cfg, workdir, destroy_cluster)
+        raise
     log.info("provisioned %s in %.1fs", cfg.spec.name, time.monotonic() - start)
     # Template findings (e.g. an E1000 NIC on vSphere) travel with the run, so the report warns.
     run_writer.update_info(hypervisor=result.facts, warnings=[*run_writer.info.warnings, *result.findings])
@@ -381,10 +386,23 @@ def infra(request: pytest.FixtureRequest, okdbench_config: SessionConfig, run_wr
     if cfg.keep_cluster:
         log.info("--keep-cluster: leaving %s in place", cfg.spec.name)
         return
+    _teardown(cfg, workdir, destroy_cluster)
+
+
+def _teardown(cfg: SessionConfig, workdir: Path, destroy_cluster: Callable[..., list[str]]) -> None:
+    """Destroy what --spec provisioned (also after Ctrl-C/SIGTERM); a second interrupt skips it and says so."""
+    start = time.monotonic()
     log.info("destroying %s", cfg.spec.name)
-    destroy_cluster(cfg.spec, insecure=cfg.insecure)
-    # The workdir holds ignition files and install-config (pull secret): gone with the cluster.
-    shutil.rmtree(workdir, ignore_errors=True)
+    try:
+        removed = destroy_cluster(cfg.spec, insecure=cfg.insecure)
+        log.info("destroyed %s in %.1fs (%d objects removed)", cfg.spec.name, time.monotonic() - start, len(removed))
+    except KeyboardInterrupt:
+        log.error("interrupted again: teardown of %s skipped after %.1fs; its VMs, network, volumes and load "
+                  "balancer may be left: `okdbench destroy --spec %s` removes them", cfg.spec.name,
+                  time.monotonic() - start, cfg.spec.source or "SPEC")
+    finally:
+        # The workdir holds ignition files and install-config (pull secret): gone with the cluster.
+        shutil.rmtree(workdir, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -20,6 +20,7 @@ from plumbing.errors import UserError
 from reports import aggregate, charts, conditions, decision, noise, resilience, stats, trends, validity
 from reports.i18n import ENGLISH, Language, language
 from reports.security import security_posture
+from reports.demo_note import demo_note
 from reports.model import (
     MIN_RUNS,
     RUNS_NEEDED_SHOWN,
@@ -188,6 +189,7 @@ def build_report(
         audit_findings=audit_rows,
         conditions=cond,
         security=security_posture(runset.runs, pair),
+        demo_note=demo_note(summary, base, cand, any(is_emulated(r) for r in runset.runs if r.platform in pair)),
     )
     phase("report content ready")
     return report

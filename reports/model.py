@@ -231,3 +231,4 @@ class Report:
     noise: list[str] = field(default_factory=list)  # what to fix first when runs are too noisy to judge
     conditions: object | None = None  # reports.conditions.ConditionsSection (it imports this module)
     security: SecurityPosture | None = None  # reports/security.py: the Security posture table
+    demo_note: object | None = None  # reports.demo_note.DemoNote: okdbench demo's explanation

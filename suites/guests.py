@@ -1,4 +1,4 @@
-"""Shared by the test-guest suites (guest_boot, guest_probes): wait for the VMs, pair them with the spec."""
+"""Shared by the test-guest suites (guest_boot, guest_probes): one wait for the VMs per run, paired with the spec."""
 
 from __future__ import annotations
 
@@ -15,17 +15,22 @@ log = logging.getLogger("okdbench.suites.guests")
 
 NOT_A_GUEST = "no test guest (pass --spec of a spec with okd.guest: testguest)"
 
-
-def guest_timeout_s(spec) -> float:
-    # Boot (~7-11 s under emulation) plus one probe round (~10-20 s) per repetition, with slack for a loaded host.
-    return 180.0 + 90.0 * guestlog.guest_repeat(spec.kvm.kernel_args if spec.kvm else None)
+_guests_key = pytest.StashKey[list]()
 
 
 def load_guests(request, okdbench_config, run_writer) -> list[guestlog.Guest]:
-    """Shared by the guest suites: skip unless a test-guest spec was provisioned, then wait for every VM."""
+    """Skip unless a test-guest spec was provisioned; else the guests, waited for once per run.
+
+    Both guest suites call this from their fixtures; the first call waits (until every guest is
+    done or went silent, see guestlog.Pace) and the result is kept in the session's stash, so the
+    second suite reads the same reports instead of waiting again.
+    """
     spec = okdbench_config.spec
     if spec is None or spec.okd.guest != "testguest":
         pytest.skip(NOT_A_GUEST)
+    cached = request.config.stash.get(_guests_key, None)
+    if cached is not None:
+        return cached
     result = request.getfixturevalue("infra")
     facts = dict(run_writer.info.hypervisor or result.facts or {})
     if "domain_type" in facts and "emulated" not in facts:
@@ -41,11 +46,17 @@ def load_guests(request, okdbench_config, run_writer) -> list[guestlog.Guest]:
     capture = request.getfixturevalue("conditions_capture")
     try:
         with capture.window("guests.run", 0) if capture is not None else contextlib.nullcontext():
-            return guestlog.collect_guests(spec, result, guest_timeout_s(spec), progress=progress)
-    except guestlog.GuestTimeout as exc:
-        pytest.fail(str(exc), pytrace=False)
+            guests = guestlog.collect_guests(spec, result, progress=progress)
     finally:
         keep_serial_logs(result, run_writer.dir / "serial")
+    request.config.stash[_guests_key] = guests
+    return guests
+
+
+def silent_note(guests: list[guestlog.Guest], name: str) -> str:
+    """' (went silent after ...)' for a guest the host stopped waiting for, else ''."""
+    why = next((g.silent for g in guests if g.machine is not None and g.machine.name == name and g.silent), None)
+    return f" ({why})" if why else ""
 
 
 def keep_serial_logs(result, dest: Path) -> None:

@@ -24,10 +24,14 @@ def guests(request, okdbench_config, run_writer) -> list[guestlog.Guest]:
 
 @pytest.mark.criterion("guest.boot")
 def test_every_guest_boots_to_userspace_and_finishes(guests, record):
+    for g in guests:
+        if g.report.boot_uptime_s is not None:
+            record("guest.boot.userspace", g.report.boot_uptime_s, "s", node=g.machine.name, role=g.machine.role)
+    # A guest the host stopped waiting for says which step it went silent after (guestlog.Pace).
+    silent = [g.silent for g in guests if g.silent]
+    assert not silent, "; ".join(silent) + "; see serial/<vm>.log in the run folder"
     missing = [g.vm.name for g in guests if g.report.boot_uptime_s is None]
     assert not missing, f"no boot line from {', '.join(missing)}; see their serial logs"
-    for g in guests:
-        record("guest.boot.userspace", g.report.boot_uptime_s, "s", node=g.machine.name, role=g.machine.role)
     assert all(g.report.done for g in guests)
 
 

@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
+
+# Chosen so that the report reaches a verdict on a guest metric (etcd under write load) within
+# ~10 minutes on an idle 2-core machine under emulation; see README "Quick start".
+DEFAULT_RUNS, DEFAULT_REPEAT = 4, 2
 
 HELP = "run the whole pipeline on local VMs (no OKD, no vCenter needed) and print the report path"
 DESCRIPTION = """\
@@ -13,21 +18,27 @@ initramfs, cached in .cache/), then, for two platforms -- kvm-default (libvirt's
 domain settings) and kvm-tuned (okdbench's template) -- makes --runs runs each, alternating:
 every run provisions the micro topology (2 VMs; network with DHCP reservations and DNS, volumes,
 domains with fw_cfg ignition) through the same code as a real KVM install, runs `pytest suites/`
-(guest criteria and probes: CPU, etcd-style fdatasync, sequential write, guest-to-guest RTT,
-repeated --repeat times; platform audit; OKD suites skip: no OKD cluster), and destroys it.
-Finally `okdbench report` compares kvm-tuned with kvm-default.
+(guest criteria and probes: CPU, etcd-style fdatasync, sequential write, a real etcd under
+write load, guest-to-guest RTT, repeated --repeat times; platform audit; OKD suites skip: no OKD
+cluster), and destroys it. Finally `okdbench report` compares kvm-tuned with kvm-default; its
+summary explains what the verdicts mean on this host.
 
 Uses KVM when it can run a guest here, software emulation otherwise (run.json says which).
-VM networks use 198.18.20.0/24 and 198.18.21.0/24. About 3 minutes on 2 cores under emulation
-(measured: 2m56s for the defaults, 3 runs x 2 platforms, --repeat 3).
+VM networks use 198.18.20.0/24 and 198.18.21.0/24 (--prefix and --net-offset move a second demo
+out of the first one's way). Ctrl-C or SIGTERM stops it cleanly: the running session tears down
+its VMs, network and volumes and its run reads `aborted`; a second Ctrl-C skips that and says
+what was left. A guest that stops reporting is given up on after a bound derived from its probes'
+pace (never a fixed total); the guest.boot criterion says which guest and after which step.
 
   okdbench demo
-  okdbench demo --runs 4 --repeat 5 --out /tmp/demo"""
+  okdbench demo --runs 6 --repeat 3 --out /tmp/demo"""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--runs", type=int, default=3, help="runs per platform (default 3; the report needs >= 3)")
-    parser.add_argument("--repeat", type=int, default=3, help="probe rounds per run, in one boot (default 3)")
+    parser.add_argument("--runs", type=int, default=DEFAULT_RUNS,
+                        help=f"runs per platform (default {DEFAULT_RUNS}; the report needs >= 3)")
+    parser.add_argument("--repeat", type=int, default=DEFAULT_REPEAT,
+                        help=f"probe rounds per run, in one boot (default {DEFAULT_REPEAT})")
     parser.add_argument("--out", type=Path, help="output folder (default reports/out/demo-<UTC time>/)")
     parser.add_argument("--platform", choices=["kvm"], default="kvm",
                         help="hypervisor to demo on (kvm: local libvirt; vSphere needs a vCenter, see README)")
@@ -36,12 +47,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--load-host", action="store_true",
                         help="run a CPU burner (stress-ng) on this host during every second run of each platform, "
                              "so the report's Conditions section flags those runs as contended")
+    parser.add_argument("--prefix", default="", metavar="TEXT",
+                        help="prepended to the demo's cluster names, to run beside another demo on the same libvirtd")
+    parser.add_argument("--net-offset", type=int, default=0, metavar="N",
+                        help="move the demo's subnets up by N /24s (198.18.20.0/24 -> 198.18.(20+N).0/24), with --prefix")
 
 
 def run(args: argparse.Namespace) -> int:
-    from okdbench.demo import run_demo
+    from okdbench.demo import DemoInterrupted, Placement, run_demo
 
-    result = run_demo(runs=args.runs, repeat=args.repeat, out=args.out, keep=args.keep, load_host=args.load_host)
+    try:
+        result = run_demo(runs=args.runs, repeat=args.repeat, out=args.out, keep=args.keep, load_host=args.load_host,
+                          placement=Placement(prefix=args.prefix, net_offset=args.net_offset))
+    except DemoInterrupted as exc:
+        print(f"demo: {exc}", file=sys.stderr)
+        return 130
     facts = result.hypervisor
     mode = "KVM" if facts.get("domain_type") == "kvm" else "software emulation (TCG)"
     m, s = divmod(int(result.seconds), 60)

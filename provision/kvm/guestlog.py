@@ -1,11 +1,14 @@
 """Read what a test guest reported on its serial console (see provision/kvm/testguest/init.sh.j2).
 
 Pure parsing plus one wait loop; no hypervisor calls, so it works the same for a serial log
-written by libvirt, by QEMU directly, or copied from another machine.
+written by libvirt, by QEMU directly, or copied from another machine. The wait has no total
+bound: it gives up on a guest that printed nothing new for longer than its probes' own pace
+allows (see Pace), and says which step it stopped after.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 import re
 import time
@@ -28,6 +31,8 @@ class GuestReport:
     guest: dict[str, str] = field(default_factory=dict)
     probes: list[tuple[str, dict[str, str]]] = field(default_factory=list)  # (probe name, key=value)
     errors: list[str] = field(default_factory=list)  # lines reporting error=
+    steps: list[tuple[str, float | None]] = field(default_factory=list)  # every line: (what, guest uptime t=)
+    linger_max_s: float | None = None  # set while the guest waits for its peer (its own bound)
     done: bool = False
     done_uptime_s: float | None = None
     boots: int = 0  # "boot" lines: more than one when the VM was reset or rebooted
@@ -36,6 +41,10 @@ class GuestReport:
 
     def probe(self, name: str) -> list[dict[str, str]]:
         return [kv for n, kv in self.probes if n == name]
+
+    @property
+    def last_step(self) -> str:
+        return self.steps[-1][0] if self.steps else "nothing (no line from /init yet)"
 
 
 def parse_line(line: str) -> tuple[str, list[str], dict[str, str]] | None:
@@ -63,6 +72,9 @@ def parse_serial(text: str) -> GuestReport:
         if parsed is None:
             continue
         kind, words, kv = parsed
+        rep = f" rep={kv['rep']}" if "rep" in kv else ""
+        report.steps.append((" ".join([kind, *words[:1]]) + rep, _float(kv.get("t", ""))))
+        report.linger_max_s = _float(kv.get("max_s", "")) if kind == "linger" else None
         if "error" in kv:
             report.errors.append(" ".join([kind, *words, f"error={kv['error']}"]))
         if kind == "boot" and "uptime" in kv:
@@ -116,38 +128,93 @@ def read_report(path: Path) -> GuestReport:
     return parse_serial(data.decode("utf-8", errors="replace"))
 
 
-class GuestTimeout(Exception):
-    """Some guests did not print 'OKDBENCH done' in time. str() is one line."""
+log = logging.getLogger("okdbench.guestlog")
 
 
-def wait_for_guests(logs: dict[str, Path], timeout_s: float, poll_s: float = 0.5,
-                    progress=None) -> dict[str, GuestReport]:
-    """Poll the serial logs until every guest printed 'OKDBENCH done' (or the timeout passes).
+@dataclass(frozen=True)
+class Pace:
+    """How long a guest may print nothing new: `factor` x the slowest step seen so far, at least `floor_s`.
 
-    `progress(done_names, pending_names, elapsed_s)` is called whenever the set of finished guests changes.
-    Returns every report (complete or not); raises GuestTimeout naming the guests still pending.
+    Steps are the gaps between consecutive lines of any guest (guest uptime t=), the boot included;
+    a lingering guest (waiting for its peer) gets its own announced bound on top of the floor.
     """
-    start = time.monotonic()
-    reports: dict[str, GuestReport] = {}
+
+    floor_s: float = 60.0
+    factor: float = 4.0
+
+    def bound(self, slowest_step_s: float) -> float:
+        return max(self.floor_s, self.factor * slowest_step_s)
+
+
+def slowest_step_s(reports) -> float:
+    """The longest gap between two consecutive lines of any guest, waiting for a peer excluded."""
+    slowest = 0.0
+    for r in reports:
+        prev = 0.0  # the first line's t= is the time since the kernel started
+        for what, t in r.steps:
+            if t is None:
+                continue
+            if not what.startswith("linger"):
+                slowest = max(slowest, t - prev)
+            prev = t
+    return slowest
+
+
+@dataclass
+class WaitOutcome:
+    """Every guest's report; `silent` names the guests given up on, each with a one-line why."""
+
+    reports: dict[str, GuestReport]
+    silent: dict[str, str] = field(default_factory=dict)
+
+
+def wait_for_guests(logs: dict[str, Path], pace: Pace = Pace(), poll_s: float = 0.5, progress=None,
+                    clock=time.monotonic, sleep=time.sleep) -> WaitOutcome:
+    """Poll the serial logs until every guest printed 'OKDBENCH done' or went silent.
+
+    A guest is silent when it printed no new line for longer than pace.bound(slowest step so far)
+    (a lingering guest: its announced linger time plus the floor). No total bound: a slow host
+    only makes the steps, and so the bound, longer. `progress(done_names, pending_names,
+    elapsed_s)` is called whenever a guest finishes or is given up on.
+    """
+    start = clock()
+    reports: dict[str, GuestReport] = {name: GuestReport() for name in logs}
+    last_new = {name: start for name in logs}
     finished: set[str] = set()
+    silent: dict[str, str] = {}
     while True:
+        now = clock()
         for name, path in logs.items():
-            if name not in finished:
-                reports[name] = read_report(path)
-                if reports[name].done:
-                    finished.add(name)
-                    if progress:
-                        progress(sorted(finished), sorted(set(logs) - finished), time.monotonic() - start)
-        if len(finished) == len(logs):
-            return reports
-        if time.monotonic() - start > timeout_s:
-            pending = sorted(set(logs) - finished)
-            last = {n: (reports[n].probes[-1][0] if reports[n].probes else "no probe yet") for n in pending}
-            raise GuestTimeout(
-                f"guests {', '.join(pending)} did not finish within {timeout_s:.0f} s "
-                f"(last step: {', '.join(f'{n}: {s}' for n, s in last.items())}); see their serial logs"
-            )
-        time.sleep(poll_s)
+            if name in finished or name in silent:
+                continue
+            report = read_report(path)
+            if len(report.steps) > len(reports[name].steps):
+                last_new[name] = now
+            reports[name] = report
+            if report.done:
+                finished.add(name)
+                if progress:
+                    progress(sorted(finished), sorted(set(logs) - finished - set(silent)), now - start)
+        slowest = slowest_step_s(reports.values())
+        for name in sorted(set(logs) - finished - set(silent)):
+            report = reports[name]
+            bound = pace.bound(slowest)
+            if report.linger_max_s is not None:
+                bound = max(bound, report.linger_max_s + pace.floor_s)
+            quiet = now - last_new[name]
+            if quiet > bound:
+                t = report.steps[-1][1] if report.steps else None
+                silent[name] = (f"{name} went silent after {report.last_step!r}"
+                                + (f" (guest uptime {t:.1f} s)" if t is not None else "")
+                                + f": nothing new for {quiet:.0f} s, bound {bound:.0f} s = max({pace.floor_s:.0f} s,"
+                                + f" {pace.factor:g} x slowest step {slowest:.1f} s)"
+                                + (f" + linger {report.linger_max_s:.0f} s" if report.linger_max_s is not None else ""))
+                log.warning("no longer waiting for %s", silent[name])
+                if progress:
+                    progress(sorted(finished), sorted(set(logs) - finished - set(silent)), now - start)
+        if len(finished) + len(silent) == len(logs):
+            return WaitOutcome(reports=reports, silent=silent)
+        sleep(poll_s)
 
 
 @dataclass
@@ -157,6 +224,7 @@ class Guest:
     machine: object  # provision.spec.Machine
     vm: object  # provision.base.ProvisionedVM
     report: GuestReport
+    silent: str | None = None  # why the host stopped waiting for it (one line), None if it finished
 
 
 def guest_repeat(kernel_args: str | None) -> int:
@@ -170,9 +238,10 @@ def guest_repeat(kernel_args: str | None) -> int:
     return 1
 
 
-def collect_guests(spec, result, timeout_s: float, progress=None) -> list[Guest]:
-    """Wait for every VM of `result` to finish and pair it with its spec machine (by MAC)."""
+def collect_guests(spec, result, pace: Pace = Pace(), progress=None) -> list[Guest]:
+    """Wait for every VM of `result` to finish (or go silent) and pair it with its spec machine (by MAC)."""
     by_mac = {m.mac: m for m in spec.machines()}
     logs = {vm.name: Path(vm.serial_log) for vm in result.vms if vm.serial_log is not None}
-    reports = wait_for_guests(logs, timeout_s, progress=progress)
-    return [Guest(machine=by_mac.get(vm.mac), vm=vm, report=reports[vm.name]) for vm in result.vms if vm.name in reports]
+    outcome = wait_for_guests(logs, pace, progress=progress)
+    return [Guest(machine=by_mac.get(vm.mac), vm=vm, report=outcome.reports[vm.name], silent=outcome.silent.get(vm.name))
+            for vm in result.vms if vm.name in outcome.reports]

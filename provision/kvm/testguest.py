@@ -3,10 +3,13 @@
 The guest stands in for Fedora CoreOS wherever a real VM must boot but no OKD can: the demo and
 the KVM integration tests. It proves what the provisioning path delivers (fw_cfg ignition, NIC
 name/MAC, DHCP reservation, DNS) and runs the in-guest probes (CPU, etcd-style fdatasync, sequential
-write, guest-to-guest RTT); see provision/kvm/testguest/init.sh.j2 for the serial-console protocol.
+write, a real single-member etcd under write load, guest-to-guest RTT); see
+provision/kvm/testguest/init.sh.j2 for the serial-console protocol.
 
 Inputs come from Debian packages fetched with `apt-get download` (nothing is installed on the host):
-linux-image-amd64's current kernel and busybox-static. The C probe is compiled with the host's gcc.
+linux-image-amd64's current kernel, busybox-static and etcd-server (Debian's etcd is a Go binary
+linked against glibc, so the host's libc.so.6 and dynamic loader go in beside it). The C probe is
+compiled with the host's gcc.
 The result is cached under <cache_dir>/testguest/<key>/, key = hash of every input, so a second call
 costs a few `apt-cache` look-ups. Concurrent builders (parallel test sessions) serialise on a lock.
 """
@@ -39,10 +42,14 @@ log = logging.getLogger("okdbench.testguest")
 SOURCES = Path(__file__).with_name("testguest")
 KERNEL_META_PACKAGE = "linux-image-amd64"
 BUSYBOX_PACKAGE = "busybox-static"
+ETCD_PACKAGE = "etcd-server"
+# etcd's shared-library needs (checked with ldd on Debian 12's etcd 3.4): glibc and its loader.
+GLIBC_FILES = (Path("/lib/x86_64-linux-gnu/libc.so.6"), Path("/lib64/ld-linux-x86-64.so.2"))
 # What the guest needs; their dependencies are resolved from each module's modinfo.
-WANTED_MODULES = ("virtio_pci", "virtio_net", "virtio_blk", "net_failover", "failover", "qemu_fw_cfg")
+# ext4 (with the crc32c it insists on) mounts the ext2 filesystem etcd keeps its data on.
+WANTED_MODULES = ("virtio_pci", "virtio_net", "virtio_blk", "net_failover", "failover", "qemu_fw_cfg", "crc32c_generic", "ext4")
 # Bump when the build procedure changes in a way the inputs' hashes do not show.
-BUILD_FORMAT = "3"
+BUILD_FORMAT = "4"
 
 # Recommended kernel arguments; the domain template appends the okdbench.* ones.
 # No panic=-1: with on_reboot=restart a guest that panics would boot-loop; a hung one costs nothing.
@@ -197,11 +204,13 @@ def _source_files() -> list[Path]:
     return sorted(p for p in SOURCES.iterdir() if p.is_file())
 
 
-def cache_key(kernel_deb: Path, busybox_deb: Path) -> str:
+def cache_key(kernel_deb: Path, busybox_deb: Path, etcd_deb: Path) -> str:
     h = hashlib.sha256(f"format={BUILD_FORMAT};modules={','.join(WANTED_MODULES)}".encode())
     # .deb names carry package+version; their content is immutable per version in the archive.
-    for deb in (kernel_deb, busybox_deb):
+    for deb in (kernel_deb, busybox_deb, etcd_deb):
         h.update(deb.name.encode())
+    for lib in GLIBC_FILES:
+        h.update(_file_hash(lib.resolve()).encode() if lib.exists() else b"missing")
     for src in _source_files():
         h.update(src.name.encode() + b"\0" + src.read_bytes())
     return h.hexdigest()[:16]
@@ -227,12 +236,13 @@ def _write_cpio(root: Path, out: Path) -> None:
         raise TestGuestBuildError(f"test guest: cpio failed: {proc.stderr.decode(errors='replace').strip()}")
 
 
-def _build(kernel_deb: Path, busybox_deb: Path, dest: Path) -> tuple[str]:
+def _build(kernel_deb: Path, busybox_deb: Path, etcd_deb: Path, dest: Path) -> tuple[str]:
     with tempfile.TemporaryDirectory(prefix="okdbench-testguest-") as tmp_s:
         tmp = Path(tmp_s)
-        kx, bx, root = tmp / "kernel", tmp / "busybox", tmp / "root"
+        kx, bx, ex, root = tmp / "kernel", tmp / "busybox", tmp / "etcd", tmp / "root"
         _run(["dpkg-deb", "-x", str(kernel_deb), str(kx)], what="dpkg-deb -x (kernel)")
         _run(["dpkg-deb", "-x", str(busybox_deb), str(bx)], what="dpkg-deb -x (busybox)")
+        _run(["dpkg-deb", "-x", str(etcd_deb), str(ex)], what="dpkg-deb -x (etcd)")
         vmlinuz = sorted((kx / "boot").glob("vmlinuz-*"))
         if not vmlinuz:
             raise TestGuestBuildError(f"test guest: {kernel_deb.name} holds no /boot/vmlinuz-*")
@@ -261,7 +271,8 @@ def _build(kernel_deb: Path, busybox_deb: Path, dest: Path) -> tuple[str]:
         order = module_load_order(WANTED_MODULES, deps)
         rel_paths = [str(paths[m].relative_to(moddir)) for m in order]
 
-        for d in ("bin", "sbin", "dev", "proc", "sys", "tmp", "run", "etc", "www", "lib/modules"):
+        for d in ("bin", "sbin", "dev", "proc", "sys", "tmp", "run", "etc", "www", "var/lib", "lib/modules",
+                  "lib64", "lib/x86_64-linux-gnu"):
             (root / d).mkdir(parents=True, exist_ok=True)
         busybox = bx / "bin" / "busybox"
         if not busybox.exists():
@@ -274,6 +285,14 @@ def _build(kernel_deb: Path, busybox_deb: Path, dest: Path) -> tuple[str]:
             shutil.copy2(moddir / rel, target)
         _run(["gcc", "-static", "-O2", "-s", "-Wall", "-o", str(root / "bin" / "okprobe"), str(SOURCES / "okprobe.c")],
              what="gcc -static okprobe.c (needs libc6-dev)")
+        etcd = ex / "usr" / "bin" / "etcd"
+        if not etcd.exists():
+            raise TestGuestBuildError(f"test guest: {etcd_deb.name} holds no /usr/bin/etcd")
+        shutil.copy2(etcd, root / "bin" / "etcd")
+        for lib in GLIBC_FILES:
+            if not lib.exists():
+                raise TestGuestBuildError(f"test guest: {lib} not found (etcd needs glibc); install libc6")
+            shutil.copy2(lib.resolve(), root / str(lib).lstrip("/"))
         init = root / "init"
         init.write_text(_render_init(release, rel_paths))
         init.chmod(0o755)
@@ -312,13 +331,15 @@ def build_test_guest(cache_dir: Path) -> TestGuest:
         t0 = time.monotonic()
         kpkg, kver = _candidate(KERNEL_META_PACKAGE)
         bpkg, bver = _candidate(BUSYBOX_PACKAGE)
+        epkg, ever = _candidate(ETCD_PACKAGE)
         kernel_deb = _download(kpkg, kver, root / "debs")
         busybox_deb = _download(bpkg, bver, root / "debs")
-        key = cache_key(kernel_deb, busybox_deb)
+        etcd_deb = _download(epkg, ever, root / "debs")
+        key = cache_key(kernel_deb, busybox_deb, etcd_deb)
         dest = root / key
         if not (dest / "initrd.img").exists():
-            log.info("test guest: building %s from %s + %s", key, kernel_deb.name, busybox_deb.name)
-            _build(kernel_deb, busybox_deb, dest)
+            log.info("test guest: building %s from %s + %s + %s", key, kernel_deb.name, busybox_deb.name, etcd_deb.name)
+            _build(kernel_deb, busybox_deb, etcd_deb, dest)
             log.info("test guest: built in %.1fs -> %s", time.monotonic() - t0, dest)
         # A stable name for specs written by hand (examples/demo-*.yaml): <cache>/testguest/current/.
         current = root / "current"
