@@ -136,7 +136,7 @@ def build_report(
     quant = aggregate.sample_quantiles(valid, tuple(sorted(set(aggregate.QUANTILES) | set(BOX_QUANTILES))))
     summary = _summary(rm, valid, quant, attrs, base, cand, opts, tr)
     cond, summary = conditions.build(context, valid, summary, pair, opts.exclude_contended,
-                                     lambda s: _rows(s, base, cand, opts, tr))
+                                     lambda s: _rows(s, base, cand, opts, tr), tr)
     phase("comparisons")
     criteria = _criteria(runset.criteria, runset.runs, pair)
     checked, skipped = _split_skipped(criteria, pair, tr)
@@ -153,7 +153,7 @@ def build_report(
     for s in sections:
         s.trends = by_metric.get(s.metric, [])
 
-    runs = _inventory(runset.runs, valid, pair, nights)
+    runs = _inventory(runset.runs, valid, pair, nights, tr)
     warnings += _run_warnings(runset.runs, pair, tr)
     warnings += resilience_section.notes if resilience_section else []
     invalid_rows = [
@@ -188,7 +188,7 @@ def build_report(
         lang=tr.code,
         audit_findings=audit_rows,
         conditions=cond,
-        security=security_posture(runset.runs, pair),
+        security=security_posture(runset.runs, pair, tr),
         demo_note=demo_note(summary, base, cand, any(is_emulated(r) for r in runset.runs if r.platform in pair)),
     )
     phase("report content ready")
@@ -283,7 +283,7 @@ def sentence(row: MetricRow, opts: Options, tr: Language = ENGLISH) -> str:
     level = tr.level(row.ci_level if row.ci_level is not None else 1 - opts.alpha)
     if row.verdict == "not enough samples":
         short = [(p, n) for p, n in ((b, row.runs_base), (c, row.runs_cand)) if n < MIN_RUNS]
-        need = "; ".join(
+        need = tr.sep(";").join(
             ngettext("%(p)s has %(n)s run, needs %(more)s more", "%(p)s has %(n)s runs, needs %(more)s more", n)
             % {"p": p, "n": n, "more": MIN_RUNS - n}
             for p, n in short
@@ -534,14 +534,14 @@ def _run_nights(runs: list[RunInfo], valid: pd.DataFrame) -> dict[str, str]:
     return nights
 
 
-def _nodes_text(info: RunInfo) -> str:
+def _nodes_text(info: RunInfo, tr: Language = ENGLISH) -> str:
     parts = []
     for n in info.nodes:
         size = "/".join(
             x for x in (
                 f"{n.vcpu} vCPU" if n.vcpu else "",
-                f"{n.memory_mib / 1024:g} GiB" if n.memory_mib else "",
-                f"{n.disk_gib} GiB disk" if n.disk_gib else "",
+                f"{tr.num(n.memory_mib / 1024)} GiB" if n.memory_mib else "",
+                tr.gettext("%(n)s GiB disk") % {"n": tr.num(n.disk_gib)} if n.disk_gib else "",
             ) if x
         )
         parts.append(f"{n.count}× {n.role}" + (f" {size}" if size else ""))
@@ -552,7 +552,8 @@ def _hypervisor_text(info: RunInfo) -> str:
     return ", ".join(f"{k}={v}" for k, v in sorted(info.hypervisor.items()) if v not in (None, "", [], {}))
 
 
-def _inventory(runs: list[RunInfo], valid: pd.DataFrame, pair: list[str], nights: dict[str, str]) -> list[RunEntry]:
+def _inventory(runs: list[RunInfo], valid: pd.DataFrame, pair: list[str], nights: dict[str, str],
+               tr: Language = ENGLISH) -> list[RunEntry]:
     counts = valid.groupby("run_id", observed=True).size() if len(valid) else pd.Series(dtype=int)
     out = []
     for r in sorted(runs, key=lambda r: (r.platform, r.started or "", r.run_id)):
@@ -564,7 +565,7 @@ def _inventory(runs: list[RunInfo], valid: pd.DataFrame, pair: list[str], nights
                 date=nights.get(r.run_id, ""),
                 status=r.status,
                 okd_version=r.okd_version or "",
-                nodes=_nodes_text(r),
+                nodes=_nodes_text(r, tr),
                 hypervisor=_hypervisor_text(r),
                 samples=int(counts.get(r.run_id, 0)),
                 incomplete=r.status != "complete",
@@ -591,11 +592,11 @@ def _run_warnings(runs: list[RunInfo], pair: list[str], tr: Language = ENGLISH) 
         kinds = Counter(r.status for r in not_done)
         text = ", ".join(f"{n} {_(k)}" for k, n in sorted(kinds.items()))
         warnings.append(_("runs not complete included (%(kinds)s): their recorded samples are used; they are marked in the inventory") % {"kinds": text})
-    sizes = {p: sorted({_nodes_text(r) for r in in_pair if r.platform == p and r.nodes}) for p in pair}
+    sizes = {p: sorted({_nodes_text(r, tr) for r in in_pair if r.platform == p and r.nodes}) for p in pair}
     if all(sizes[p] for p in pair) and sizes[pair[0]] != sizes[pair[1]]:
         warnings.append(
             _("cluster sizes differ between platforms: %(sizes)s — differences may come from the sizing, not the hypervisor")
-            % {"sizes": "; ".join(f"{p}: {' | '.join(sizes[p])}" for p in pair)}
+            % {"sizes": tr.sep(";").join(p + tr.sep(":") + " | ".join(sizes[p]) for p in pair)}
         )
     for p in pair:
         emulated = [r for r in in_pair if r.platform == p and is_emulated(r)]

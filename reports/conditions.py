@@ -15,6 +15,7 @@ from typing import Callable
 
 import pandas as pd
 
+from reports.i18n import ENGLISH, N_, Language
 from reports.model import MetricRow
 
 SUITE = "context"
@@ -28,48 +29,49 @@ AUDIT_VCPU_LIMIT = 4.0
 class Threshold:
     metric: str
     limit: float
-    what: str  # "{v}" is the worst value, formatted by `fmt`
+    what: str  # msgid; "%(v)s" is the worst value, formatted by `fmt`
     fmt: str
-    why: str
+    why: str  # msgid, shown after the limit
 
 
+# `what` and `why` are msgids (N_), put into the report's language where shown.
 THRESHOLDS: tuple[Threshold, ...] = (
-    Threshold("context.guest.cpu.steal", 0.05, "CPU steal {v} of a vCPU", "pct",
-              "Linux counts as steal the time a runnable vCPU was not run by the hypervisor; above 5 % every "
-              "CPU-bound timing is inflated by roughly that much"),
-    Threshold("context.hv.cpu.wait", 0.05, "vCPUs waited {v} of the time for a physical CPU", "pct",
-              "KVM vcpu.N.delay / vSphere cpu.ready per vCPU: VMware's guidance treats ready above 5 % per vCPU "
-              "as contention worth investigating"),
-    Threshold("context.hv.cpu.costop", 0.03, "co-stop {v} per vCPU", "pct",
-              "vSphere co-stop above 3 % means SMP VMs are held back to keep their vCPUs in step"),
-    Threshold("context.guest.memory.swap", 0.0, "the guest swapped ({v} pages/s)", "num",
-              "any swap activity during a benchmark turns memory accesses into disk I/O"),
-    Threshold("context.hv.memory.swap", 0.0, "the hypervisor swapped guest memory ({v} KiB/s)", "num",
-              "host-level swapping stalls the guest without the guest knowing"),
-    Threshold("context.host.vcpu_ratio", AUDIT_VCPU_LIMIT, "host vCPU:pCPU {v}:1", "num",
-              f"above the platform audit's {AUDIT_VCPU_LIMIT:g}:1 limit, vCPUs queue for physical CPUs"),
+    Threshold("context.guest.cpu.steal", 0.05, N_("CPU steal %(v)s of a vCPU"), "pct",
+              N_("Linux counts as steal the time a runnable vCPU was not run by the hypervisor; above this level every "
+                 "CPU-bound timing is inflated by roughly that much")),
+    Threshold("context.hv.cpu.wait", 0.05, N_("vCPUs waited %(v)s of the time for a physical CPU"), "pct",
+              N_("KVM vcpu.N.delay / vSphere cpu.ready per vCPU; VMware's guidance treats ready above this level as "
+                 "contention worth investigating")),
+    Threshold("context.hv.cpu.costop", 0.03, N_("co-stop %(v)s per vCPU"), "pct",
+              N_("vSphere co-stop this high means SMP VMs are held back to keep their vCPUs in step")),
+    Threshold("context.guest.memory.swap", 0.0, N_("the guest swapped (%(v)s pages/s)"), "num",
+              N_("any swap activity during a benchmark turns memory accesses into disk I/O")),
+    Threshold("context.hv.memory.swap", 0.0, N_("the hypervisor swapped guest memory (%(v)s KiB/s)"), "num",
+              N_("host-level swapping stalls the guest without the guest knowing")),
+    Threshold("context.host.vcpu_ratio", AUDIT_VCPU_LIMIT, N_("host vCPU:pCPU %(v)s"), "ratio",
+              N_("the platform audit's limit: above it, vCPUs queue for physical CPUs")),
 )
 
 LABELS = {
-    "context.guest.cpu.steal": "CPU steal (guest)",
-    "context.guest.cpu.iowait": "CPU iowait (guest)",
-    "context.guest.load_per_cpu": "Load per CPU (guest)",
-    "context.guest.memory.available": "Memory available (guest)",
-    "context.guest.memory.major_faults": "Major page faults (guest)",
-    "context.guest.memory.swap": "Swap activity (guest)",
-    "context.guest.disk.latency": "Disk latency (guest)",
-    "context.guest.pod.cpu_throttled": "CPU throttling of benchmark pods",
-    "context.hv.cpu.wait": "vCPU wait for a physical CPU (KVM delay / vSphere ready)",
-    "context.hv.cpu.costop": "vCPU co-stop (vSphere)",
-    "context.hv.memory.swap": "Hypervisor swap activity",
-    "context.hv.memory.swapped": "Guest memory swapped by the host (vSphere)",
-    "context.hv.memory.ballooned": "Guest memory reclaimed by the balloon",
-    "context.hv.disk.latency": "Disk latency seen by the hypervisor",
-    "context.host.cpu.busy": "Host CPU busy",
-    "context.host.memory.available": "Host memory available",
-    "context.host.vcpu_ratio": "Host vCPU:pCPU",
-    "context.host.other_vms": "Other running VMs on the host",
-    "context.host.other_vcpus": "vCPUs of other VMs on the host",
+    "context.guest.cpu.steal": N_("CPU steal (guest)"),
+    "context.guest.cpu.iowait": N_("CPU iowait (guest)"),
+    "context.guest.load_per_cpu": N_("Load per CPU (guest)"),
+    "context.guest.memory.available": N_("Memory available (guest)"),
+    "context.guest.memory.major_faults": N_("Major page faults (guest)"),
+    "context.guest.memory.swap": N_("Swap activity (guest)"),
+    "context.guest.disk.latency": N_("Disk latency (guest)"),
+    "context.guest.pod.cpu_throttled": N_("CPU throttling of benchmark pods"),
+    "context.hv.cpu.wait": N_("vCPU wait for a physical CPU (KVM delay / vSphere ready)"),
+    "context.hv.cpu.costop": N_("vCPU co-stop (vSphere)"),
+    "context.hv.memory.swap": N_("Hypervisor swap activity"),
+    "context.hv.memory.swapped": N_("Guest memory swapped by the host (vSphere)"),
+    "context.hv.memory.ballooned": N_("Guest memory reclaimed by the balloon"),
+    "context.hv.disk.latency": N_("Disk latency seen by the hypervisor"),
+    "context.host.cpu.busy": N_("Host CPU busy"),
+    "context.host.memory.available": N_("Host memory available"),
+    "context.host.vcpu_ratio": N_("Host vCPU:pCPU"),
+    "context.host.other_vms": N_("Other running VMs on the host"),
+    "context.host.other_vcpus": N_("vCPUs of other VMs on the host"),
 }
 CPU_WAIT = ("context.hv.cpu.wait", "context.guest.cpu.steal")
 
@@ -78,7 +80,16 @@ CPU_WAIT = ("context.hv.cpu.wait", "context.guest.cpu.steal")
 class ContendedRun:
     run_id: str
     platform: str
-    reasons: list[str]
+    reasons: list[str]  # in English: summary.json and the nightly summary quote them
+
+
+@dataclass(frozen=True)
+class ThresholdLine:
+    """One threshold as the report shows it, in its language."""
+
+    metric: str
+    limit: str
+    why: str
 
 
 @dataclass
@@ -98,10 +109,11 @@ class ConditionsSection:
     labels: dict[str, str]
     runs: dict[str, int]  # platform -> runs that recorded conditions
     contended: list[ContendedRun]
-    thresholds: list[Threshold]
+    thresholds: list[ThresholdLine]
     excluded: bool  # the executive summary was computed without the contended runs
     changes: list[VerdictChange] = field(default_factory=list)
     sentences: list[str] = field(default_factory=list)
+    reasons: dict[str, str] = field(default_factory=dict)  # run id -> its contended run's reasons, in the report's language
 
 
 def split(valid: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -113,21 +125,39 @@ def split(valid: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 
 def _fmt(v: float, how: str) -> str:
-    return f"{v * 100:.1f} %" if how == "pct" else f"{v:.3g}"
+    """The recorded (English, plain-text) form of a value: summary.json and the nightly summary."""
+    return f"{v * 100:.1f} %" if how == "pct" else f"{v:.3g}:1" if how == "ratio" else f"{v:.3g}"
 
 
-def contended_runs(context: pd.DataFrame) -> list[ContendedRun]:
-    """Runs where a condition crossed its threshold in some window on some node (worst value quoted)."""
+def _shown(v: float, how: str, tr: Language, limit: bool = False) -> str:
+    """A value in the report's language; a limit without needless decimals ("5 %", not "5.0 %")."""
+    if how == "pct":
+        return tr.level(v) if limit else tr.pct(v)
+    return tr.num(v, 3) + (":1" if how == "ratio" else "")
+
+
+def _crossings(context: pd.DataFrame) -> dict[tuple[str, str], list[tuple[Threshold, float]]]:
+    """(run id, platform) -> the thresholds its worst window crossed, with that worst value."""
     if context.empty:
-        return []
+        return {}
     worst = context.groupby(["run_id", "platform", "metric"], observed=True)["value"].max()
-    by_run: dict[tuple[str, str], list[str]] = {}
+    by_run: dict[tuple[str, str], list[tuple[Threshold, float]]] = {}
     for t in THRESHOLDS:
         hits = worst[worst.index.get_level_values("metric") == t.metric]
         for (run_id, platform, _), v in hits.items():
             if v > t.limit:
-                by_run.setdefault((str(run_id), str(platform)), []).append(t.what.format(v=_fmt(float(v), t.fmt)))
-    return [ContendedRun(r, p, reasons) for (r, p), reasons in sorted(by_run.items(), key=lambda kv: (kv[0][1], kv[0][0]))]
+                by_run.setdefault((str(run_id), str(platform)), []).append((t, float(v)))
+    return dict(sorted(by_run.items(), key=lambda kv: (kv[0][1], kv[0][0])))
+
+
+def contended_runs(context: pd.DataFrame) -> list[ContendedRun]:
+    """Runs where a condition crossed its threshold in some window on some node (worst value quoted)."""
+    return [ContendedRun(r, p, [t.what % {"v": _fmt(v, t.fmt)} for t, v in hits])
+            for (r, p), hits in _crossings(context).items()]
+
+
+def threshold_lines(tr: Language = ENGLISH) -> list[ThresholdLine]:
+    return [ThresholdLine(t.metric, _shown(t.limit, t.fmt, tr, limit=True), tr.gettext(t.why)) for t in THRESHOLDS]
 
 
 def cpu_wait_by_platform(context: pd.DataFrame) -> dict[str, float]:
@@ -144,21 +174,37 @@ def cpu_wait_by_platform(context: pd.DataFrame) -> dict[str, float]:
     return out
 
 
-def contention_clause(row: MetricRow, flagged: dict[str, int], runs: dict[str, int], wait: dict[str, float]) -> str:
+def contention_clause(row: MetricRow, flagged: dict[str, int], runs: dict[str, int], wait: dict[str, float],
+                      tr: Language = ENGLISH) -> str:
     """The words a manager reads next to a verdict that rests on contended runs ('' when none)."""
+    _, ngettext = tr.gettext, tr.ngettext
     b, c = row.baseline, row.candidate
     if not flagged.get(b) and not flagged.get(c):
         return ""
-    parts = [f"{flagged[p]} of {runs.get(p, 0)} {p} runs" for p in (c, b) if flagged.get(p)]
-    text = f"But {' and '.join(parts)} ran under contention"
+    shown = [p for p in (c, b) if flagged.get(p)]
+    parts = tr.join([ngettext("%(n)s of %(total)s %(p)s runs", "%(n)s of %(total)s %(p)s runs", flagged[p])
+                     % {"n": flagged[p], "total": runs.get(p, 0), "p": p} for p in shown])
+    n = sum(flagged[p] for p in shown)
+    waited = ""
     if c in wait and b in wait:
-        text += f" (vCPUs waited {wait[c] * 100:.1f} % of the time on {c} against {wait[b] * 100:.1f} % on {b})"
+        waited = " " + _("(vCPUs waited %(wc)s of the time on %(c)s against %(wb)s on %(b)s)") % {
+            "wc": tr.pct(wait[c]), "c": c, "wb": tr.pct(wait[b]), "b": b}
     slower = None
     if row.ratio is not None and row.verdict in ("better", "worse"):
         slower = c if row.verdict == "worse" else b
     if slower and flagged.get(slower):
-        text += f": the {slower} hosts were busier, not necessarily slower"
-    return text + "; see Conditions (okdbench report --exclude-contended recomputes without those runs)."
+        return ngettext(
+            "But %(runs)s ran under contention%(waited)s: the %(p)s hosts were busier, not necessarily slower; see "
+            "Conditions (okdbench report --exclude-contended recomputes without those runs).",
+            "But %(runs)s ran under contention%(waited)s: the %(p)s hosts were busier, not necessarily slower; see "
+            "Conditions (okdbench report --exclude-contended recomputes without those runs).", n,
+        ) % {"runs": parts, "waited": waited, "p": slower}
+    return ngettext(
+        "But %(runs)s ran under contention%(waited)s; see Conditions "
+        "(okdbench report --exclude-contended recomputes without those runs).",
+        "But %(runs)s ran under contention%(waited)s; see Conditions "
+        "(okdbench report --exclude-contended recomputes without those runs).", n,
+    ) % {"runs": parts, "waited": waited}
 
 
 def build(
@@ -168,6 +214,7 @@ def build(
     pair: list[str],
     exclude: bool,
     summarize: Callable[[pd.DataFrame], list[MetricRow]],
+    tr: Language = ENGLISH,
 ) -> tuple[ConditionsSection | None, list[MetricRow]]:
     """(the section, the summary rows the report shows). `summarize(samples)` is the executive
     summary's own computation, so conditions get the same run-level statistics as the metrics."""
@@ -178,8 +225,12 @@ def build(
     contended = [r for r in contended_runs(context) if r.platform in pair]
     flagged_ids = {r.run_id for r in contended}
     runs = {p: int(context.loc[context["platform"] == p, "run_id"].nunique()) for p in pair}
-    section = ConditionsSection(rows=rows, labels={r.metric: LABELS.get(r.metric, r.metric) for r in rows}, runs=runs,
-                                contended=contended, thresholds=list(THRESHOLDS), excluded=False)
+    reasons = {r: tr.join([tr.gettext(t.what) % {"v": _shown(v, t.fmt, tr)} for t, v in hits])
+               for (r, p), hits in _crossings(context).items() if p in pair}
+    section = ConditionsSection(rows=rows, labels={r.metric: tr.gettext(LABELS[r.metric]) if r.metric in LABELS else r.metric
+                                                   for r in rows},
+                                runs=runs, contended=contended, thresholds=threshold_lines(tr), excluded=False,
+                                reasons=reasons)
     if not flagged_ids:
         return section, summary
     clean = summarize(benchmarks[~benchmarks["run_id"].isin(flagged_ids)])
@@ -196,8 +247,8 @@ def build(
         section.excluded = True
         dropped = {p: sum(1 for r in contended if r.platform == p) for p in pair}
         section.sentences.append(
-            f"Verdicts exclude contended runs ({', '.join(f'{n} {p}' for p, n in dropped.items() if n)}); "
-            "the Conditions section shows the verdicts with all runs.")
+            tr.gettext("Verdicts exclude contended runs (%(runs)s); the Conditions section shows the verdicts with all runs.")
+            % {"runs": tr.join([f"{n} {p}" for p, n in dropped.items() if n])})
     else:
         metric_runs = benchmarks.groupby(["metric", "platform"], observed=True)["run_id"].unique()
         for r in shown:
@@ -205,7 +256,7 @@ def build(
             for p in pair:
                 ids = set(map(str, metric_runs.get((r.metric, p), [])))
                 flagged[p], total[p] = len(ids & flagged_ids), len(ids)
-            clause = contention_clause(r, flagged, total, wait)
+            clause = contention_clause(r, flagged, total, wait, tr)
             if clause:
                 r.sentence = f"{r.sentence} {clause}"
     return section, shown

@@ -61,7 +61,7 @@ def decision_lines(
         if costs is not None and p in costs.totals:
             parts.append(_("%(years)s-year cost %(amount)s %(currency)s") % {
                 "years": costs.years, "amount": tr.num(int(round(costs.totals[p]))), "currency": costs.currency})
-        lines.append(f"{p}: " + "; ".join(parts) + ".")
+        lines.append(p + tr.sep(":") + tr.sep(";").join(parts) + ".")
     inconclusive = [r for r in summary if r.verdict in ("variance too high", "not enough samples")]
     if inconclusive:
         lines.append(

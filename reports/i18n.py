@@ -151,6 +151,19 @@ class Language:
             return value
         return format_datetime(dt, "d MMMM y HH:mm", locale=self.code) + " UTC"
 
+    def sep(self, mark: str) -> str:
+        """":" or ";" and the space after it, in the reader's typography (French puts a no-break space before)."""
+        return ("\u00a0" if self.code == "fr" else "") + mark + " "
+
+    def join(self, items: list[str]) -> str:
+        """"a, b and c" in the reader's words ("a, b et c")."""
+        items = list(items)
+        if self.code == "en" or len(items) < 2:
+            return " and ".join(items) if len(items) < 3 else ", ".join(items[:-1]) + " and " + items[-1]
+        from babel.lists import format_list
+
+        return format_list(items, locale=self.code)
+
     def _decimal(self, v: float | int, pattern: str) -> str:
         if self.code == "en":
             # Python's own formatting is the English house style and skips babel's import.

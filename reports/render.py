@@ -42,6 +42,7 @@ def _env(lang: str = "en") -> jinja2.Environment:
     env.filters["slug"] = slug
     env.filters["wrap_dots"] = wrap_dots
     env.globals["lang"] = tr.code
+    env.globals["sep"] = tr.sep  # {{ label }}{{ sep(":") }}{{ text }}: French typography
     env.globals["runs_cap"] = RUNS_NEEDED_SHOWN
     env.install_gettext_translations(tr, newstyle=True)
     return env

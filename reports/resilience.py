@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import statistics
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
+from typing import Sequence
 
 from markupsafe import Markup
 
 from reports import charts
-from reports.i18n import N_, language, translations
+from reports.i18n import ENGLISH, N_, Language, language
 from reports.model import MetricRow
 from results.store import RunSet
 from results.timeline import Timeline, read_timelines
@@ -25,6 +25,10 @@ MEASURES = ("unavailable_s", "errors", "detect_s", "recover_s", "downtime_ms", "
 ORDER = ("power-off", "reset", "reboot", "freeze", "migrate")
 NAMES = {"power-off": N_("power-off"), "reset": N_("hard reset"), "reboot": N_("graceful reboot"),
          "freeze": N_("freeze"), "migrate": N_("live migration")}
+# suites/resilience.py defines them; the metric's own suffix is shown beside the name.
+MEASURE_NAMES = {"unavailable_s": N_("unavailability"), "errors": N_("failed requests"), "detect_s": N_("detection"),
+                 "recover_s": N_("recovery"), "downtime_ms": N_("longest gap between successful requests"),
+                 "p99_ms": N_("p99 request latency"), "migration_s": N_("migration time")}
 
 
 @dataclass
@@ -32,6 +36,8 @@ class DisruptionBlock:
     disruption: str
     rows: list[MetricRow]  # the summary rows of resilience.<disruption>.*, in MEASURES order
     sentence: str
+    name: str = ""  # the disruption in the report's language
+    labels: dict[str, str] = field(default_factory=dict)  # metric -> its measure in the report's language
 
 
 @dataclass
@@ -51,32 +57,41 @@ def split_metric(metric: str) -> tuple[str, str] | None:
     return (disruption, measure) if disruption and measure else None
 
 
-def _seconds(v: float | None) -> str:
-    return "n/a" if v is None else f"{v:.0f} s" if v >= 10 else f"{v:.1f} s"
+def _seconds(v: float | None, tr: Language) -> str:
+    if v is None:
+        return tr.gettext("n/a")
+    return f"{tr.num(round(v)) if v >= 10 else tr.num(round(v, 1), 2)} s"
+
+
+def disruption_name(disruption: str, tr: Language = ENGLISH) -> str:
+    """The disruption in the report's language (an unknown one as recorded)."""
+    return tr.gettext(NAMES[disruption]) if disruption in NAMES else disruption
 
 
 def management_sentence(disruption: str, unavailable: MetricRow | None, errors: MetricRow | None,
-                        gettext: Callable[[str], str]) -> str:
+                        tr: Language = ENGLISH) -> str:
     """'a worker power-off cost 41 s of partial unavailability on kvm and 38 s on vsphere: no significant difference.'"""
-    _ = gettext
-    name = _(NAMES.get(disruption, disruption))
+    _ = tr.gettext
+    name = disruption_name(disruption, tr)
     row = unavailable or errors
     if row is None:
-        return _("A worker %(name)s was not measured.") % {"name": name}
+        text = _("A worker %(name)s was not measured.") % {"name": name}
+        return text[:1].upper() + text[1:]
     if unavailable is not None:
         text = _("A worker %(name)s cost %(cand)s of partial unavailability on %(c)s and %(base)s on %(b)s: %(verdict)s.") % {
-            "name": name, "cand": _seconds(unavailable.median_cand), "c": unavailable.candidate,
-            "base": _seconds(unavailable.median_base), "b": unavailable.baseline, "verdict": _(unavailable.verdict)}
+            "name": name, "cand": _seconds(unavailable.median_cand, tr), "c": unavailable.candidate,
+            "base": _seconds(unavailable.median_base, tr), "b": unavailable.baseline, "verdict": _(unavailable.verdict)}
     else:
         text = ""
     if errors is not None and disruption == "migrate":
         text += " " + _("Failed requests per migration (run median): %(cand)s on %(c)s, %(base)s on %(b)s.") % {
-            "cand": "n/a" if errors.median_cand is None else f"{errors.median_cand:.3g}", "c": errors.candidate,
-            "base": "n/a" if errors.median_base is None else f"{errors.median_base:.3g}", "b": errors.baseline}
-    return text.strip()
+            "cand": _("n/a") if errors.median_cand is None else tr.num(errors.median_cand, 3), "c": errors.candidate,
+            "base": _("n/a") if errors.median_base is None else tr.num(errors.median_base, 3), "b": errors.baseline}
+    text = text.strip()
+    return text[:1].upper() + text[1:]  # a language may start with the disruption's name
 
 
-def blocks(summary: Sequence[MetricRow], gettext: Callable[[str], str]) -> list[DisruptionBlock]:
+def blocks(summary: Sequence[MetricRow], tr: Language = ENGLISH) -> list[DisruptionBlock]:
     by: dict[str, dict[str, MetricRow]] = {}
     for row in summary:
         parts = split_metric(row.metric)
@@ -87,7 +102,9 @@ def blocks(summary: Sequence[MetricRow], gettext: Callable[[str], str]) -> list[
     for d in order:
         rows = by[d]
         ranked = [rows[m] for m in MEASURES if m in rows] + [r for m, r in sorted(rows.items()) if m not in MEASURES]
-        out.append(DisruptionBlock(d, ranked, management_sentence(d, rows.get("unavailable_s"), rows.get("errors"), gettext)))
+        labels = {r.metric: tr.gettext(MEASURE_NAMES[m]) if m in MEASURE_NAMES else m for m, r in rows.items()}
+        out.append(DisruptionBlock(d, ranked, management_sentence(d, rows.get("unavailable_s"), rows.get("errors"), tr),
+                                   disruption_name(d, tr), labels))
     return out
 
 
@@ -156,17 +173,17 @@ def timeline_chart(tl: Timeline, platform: str, color: str, lang: str = "en") ->
             parts.append(f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{y0 + height - 6:.1f}" y2="{y0 + height + 2:.1f}" stroke="{c}" stroke-width="2"/>')
     x0 = float(xs(0.0))
     parts.append(f'<line x1="{x0:.1f}" x2="{x0:.1f}" y1="{y0:.1f}" y2="{y0 + height:.1f}" stroke="#444" stroke-width="1.2"/>')
-    parts.append(charts._text(x0 + 2, y0 - 8, _(NAMES.get(tl.disruption, tl.disruption)), "start", 10))
-    title = _("%(p)s: %(name)s of %(node)s") % {"p": platform, "name": _(NAMES.get(tl.disruption, tl.disruption)),
-                                                  "node": tl.node}
+    name = disruption_name(tl.disruption, tr)
+    parts.append(charts._text(x0 + 2, y0 - 8, name, "start", 10))
+    title = _("%(p)s: %(name)s of %(node)s") % {"p": platform, "name": name, "node": tl.node}
     return charts._svg(parts, y0 + height + 36, title)
 
 
 def section(summary: Sequence[MetricRow], runset: RunSet, platforms: Sequence[str], colors: dict[str, str],
             with_charts: bool = True, lang: str = "en") -> ResilienceSection | None:
     """None when the runs hold no resilience metric."""
-    gettext = translations(lang).gettext
-    found = blocks(summary, gettext)
+    tr = language(lang)
+    found = blocks(summary, tr)
     if not found:
         return None
     out = ResilienceSection(blocks=found)
@@ -174,10 +191,13 @@ def section(summary: Sequence[MetricRow], runset: RunSet, platforms: Sequence[st
     if event is not None:
         platform, tl = event
         failed = sum(1 for *_x, good in tl.probes if not good and _x[0] >= 0)
-        out.chart_caption = gettext("%(name)s of %(node)s on %(p)s (the run with the median unavailability): "
-                                    "%(failed)d failed request(s), %(n)d node/pod transition(s).") % {
-            "name": NAMES.get(tl.disruption, tl.disruption).capitalize(), "node": tl.node, "p": platform,
-            "failed": failed, "n": len(tl.transitions)}
+        name = disruption_name(tl.disruption, tr)
+        out.chart_caption = tr.gettext("%(name)s of %(node)s on %(p)s (the run with the median unavailability): "
+                                       "%(failed)s, %(transitions)s.") % {
+            "name": name[:1].upper() + name[1:], "node": tl.node, "p": platform,
+            "failed": tr.ngettext("%(n)s failed request", "%(n)s failed requests", failed) % {"n": tr.num(failed)},
+            "transitions": tr.ngettext("%(n)s node/pod transition", "%(n)s node/pod transitions", len(tl.transitions))
+            % {"n": tr.num(len(tl.transitions))}}
         if with_charts:
             out.chart = timeline_chart(tl, platform, colors.get(platform, "#1f5fa8"), lang)
     return out

@@ -11,9 +11,34 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from reports.i18n import ENGLISH, N_, Language
 from results.schema import RunInfo
 
 SEVERITY_ORDER = ("critical", "high", "medium", "low")
+
+# The titles provision/audit's security rules record (English), translated where shown; a title not
+# listed here (a newer rule, a run from elsewhere) is shown as recorded. tests/test_report_i18n.py
+# keeps the list in step with the rules.
+RULE_TITLES = frozenset((
+    N_("VM not confined by sVirt (SELinux/AppArmor)"),
+    N_("QEMU runs as root"),
+    N_("Graphical console reachable from the network without TLS or auth"),
+    N_("libvirt management API on plain TCP"),
+    N_("Node ignition readable by other host users"),
+    N_("Node ignition left on the host after the node joined"),
+    N_("Node disk image readable or writable by others"),
+    N_("No UEFI Secure Boot (informational)"),
+    N_("No virtual TPM (informational)"),
+    N_("Ignition left in guestinfo after install"),
+    N_("Console copy/paste enabled"),
+    N_("Guest may disconnect devices"),
+    N_("Guest may shrink/wipe virtual disks"),
+    N_("Guest may write large VMX informational data"),
+    N_("Several simultaneous console sessions allowed"),
+    N_("VM log files not bounded"),
+    N_("VM files not encrypted (informational)"),
+    N_("vCenter reached without TLS verification"),
+))
 
 
 @dataclass(frozen=True)
@@ -62,8 +87,8 @@ def _rules(entry: Any) -> list[dict] | None:
     return rows
 
 
-def security_posture(runs: list[RunInfo], platforms: list[str]) -> SecurityPosture | None:
-    """The table for these platforms, or None when no run recorded a security audit."""
+def security_posture(runs: list[RunInfo], platforms: list[str], tr: Language = ENGLISH) -> SecurityPosture | None:
+    """The table for these platforms, or None when no run recorded a security audit (titles in `tr`'s language)."""
     newest: dict[str, tuple[RunInfo, list[dict]]] = {}
     unreadable = []
     for run in sorted(runs, key=lambda r: (r.started or "", r.run_id)):
@@ -83,7 +108,8 @@ def security_posture(runs: list[RunInfo], platforms: list[str]) -> SecurityPostu
             meta.setdefault(r["id"], (str(r.get("title", "")), str(r.get("severity", ""))))
             cells.setdefault(r["id"], {})[platform] = PostureCell(r["vms"] - r["failing"], r["vms"])
     order = {s: i for i, s in enumerate(SEVERITY_ORDER)}
-    rows = [PostureRow(rule, meta[rule][0], meta[rule][1], tuple(cells[rule].get(p) for p in platforms))
+    rows = [PostureRow(rule, tr.gettext(meta[rule][0]) if meta[rule][0] in RULE_TITLES else meta[rule][0], meta[rule][1],
+                       tuple(cells[rule].get(p) for p in platforms))
             for rule in sorted(meta, key=lambda k: (order.get(meta[k][1], 9), k))]
     return SecurityPosture(list(platforms), {p: newest[p][0].run_id for p in newest}, rows, unreadable,
                            [p for p in platforms if p not in newest])

@@ -102,7 +102,7 @@ def test_html_shows_conditions_side_by_side_and_both_verdicts(corpus, tmp_path):
                  "--exclude-contended"]) == 0
     html = out.read_text()
     assert 'id="conditions"' in html and "vCPU wait for a physical CPU" in html
-    assert "5 contended run(s)" in html and all(rid in html for rid in contended)
+    assert "5 contended runs" in html and all(rid in html for rid in contended)
     assert "Verdicts with and without contended runs" in html
     assert "computed without these runs (--exclude-contended)" in html
 

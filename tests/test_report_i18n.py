@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import html
+import json
 import re
 from datetime import datetime, timezone
 from html.parser import HTMLParser
@@ -14,8 +16,10 @@ from babel.messages.frontend import parse_mapping_cfg
 from babel.messages.pofile import read_po
 
 from okdbench.cli import main
+from reports import security
 from reports.i18n import LANGUAGES, LOCALE_DIR, language
-from reports.synthetic import MetricTruth, PlatformTruth, write_platform
+from reports.synthetic import MetricTruth, PlatformTruth, write_demo_like, write_platform
+from results.timeline import Timeline, write_timeline
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -110,6 +114,10 @@ def words(text: str) -> set[str]:
     return {w.lower() for w in re.findall(r"[A-Za-zÀ-ÿœŒ']+", text) if len(w) >= 3}
 
 
+# Placeholders, markup and command-line flags (--runs, --exclude-contended) are the same in both languages.
+NOT_WORDS = re.compile(r"%\(\w+\)s|<[^>]+>|--[\w-]+")
+
+
 def english_only_words() -> set[str]:
     cat = catalogue("fr")
     eng, fra = set(), set()
@@ -119,15 +127,16 @@ def english_only_words() -> set[str]:
         ids = m.id if isinstance(m.id, tuple) else (m.id,)
         strs = m.string if isinstance(m.string, tuple) else (m.string,)
         for s in ids:
-            eng |= words(re.sub(r"%\(\w+\)s|<[^>]+>", " ", s))
+            eng |= words(NOT_WORDS.sub(" ", s))
         for s in strs:
-            fra |= words(re.sub(r"%\(\w+\)s|<[^>]+>", " ", s))
+            fra |= words(NOT_WORDS.sub(" ", s))
     return eng - fra - IDENTIFIERS
 
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory) -> Path:
-    """25 nights a side (trends), a step (a change point), criteria, an emulated host, a bad sample."""
+    """25 nights a side (trends), a step (a change point), criteria, an emulated host, a bad sample,
+    run conditions (every kvm run contended), resilience measures with a timeline, a security audit."""
     results = tmp_path_factory.mktemp("results-fr")
     rng = np.random.default_rng(17)
     metrics = [
@@ -137,13 +146,44 @@ def corpus(tmp_path_factory) -> Path:
         MetricTruth("guest.disk.fdatasync.iops", 800.0, unit="iops", better="higher", suite="storage",
                     run_sd=0.6, samples=3),
     ]
-    write_platform(results, PlatformTruth("vsphere", metrics, runs=25, criteria={"install": "passed", "upgrade": "passed"},
-                                          hypervisor={"esxi": "8.0.2"}), rng)
-    write_platform(results, PlatformTruth("kvm", [MetricTruth(**{**m.__dict__, "level": m.level * 1.2}) for m in metrics],
-                                          runs=25, criteria={"install": "passed", "upgrade": "failed"},
-                                          hypervisor={"libvirt": "9.0.0", "emulated": True}),
-                   rng, first_night=datetime(2024, 3, 1, 2, 0, tzinfo=timezone.utc), step={"build.duration": (15, 1.3)})
+    sections = [
+        MetricTruth("resilience.power-off.unavailable_s", 40.0, suite="resilience", samples=1),
+        MetricTruth("resilience.power-off.recover_s", 330.0, suite="resilience", samples=1),
+        MetricTruth("resilience.migrate.errors", 1.0, "count", suite="resilience", samples=1, run_sd=0.0, sample_sd=0.0),
+    ]
+
+    def conditions(wait: float) -> list[MetricTruth]:
+        return [MetricTruth("context.hv.cpu.wait", wait, "ratio", suite="context", samples=2),
+                MetricTruth("context.guest.memory.swap", 0.0, "pages/s", suite="context", samples=2, run_sd=0.0, sample_sd=0.0)]
+
+    dirs = write_platform(results, PlatformTruth("vsphere", metrics + sections + conditions(0.004), runs=25,
+                                                 criteria={"install": "passed", "upgrade": "passed"},
+                                                 hypervisor={"esxi": "8.0.2"}), rng)
+    dirs += write_platform(results, PlatformTruth("kvm", [MetricTruth(**{**m.__dict__, "level": m.level * 1.2}) for m in metrics]
+                                                  + sections + conditions(0.09),
+                                                  runs=25, criteria={"install": "passed", "upgrade": "failed"},
+                                                  hypervisor={"libvirt": "9.0.0", "emulated": True}),
+                           rng, first_night=datetime(2024, 3, 1, 2, 0, tzinfo=timezone.utc), step={"build.duration": (15, 1.3)})
+    for d in dirs:
+        write_timeline(d, "power-off-worker", Timeline(
+            disruption="power-off", node="worker-0", vm="okd-worker-0", t0=1e9,
+            probes=[(t / 10, 4.0, not 0 <= t / 10 < 40) for t in range(-20, 500, 5)],
+            transitions=[(40.2, "node", "worker-0", "NotReady"), (41.0, "pod", "app-x", "NotReady"),
+                         (400.0, "node", "worker-0", "Ready")]))
+        info = json.loads((d / "run.json").read_text())
+        info["security"] = security_record(info["platform"])
+        (d / "run.json").write_text(json.dumps(info))
     return results
+
+
+def security_record(platform: str) -> dict:
+    """run.json `security` as the security-audit criterion writes it (one failing rule)."""
+    from provision.audit.report import security_posture as posture_record
+    from provision.audit.rules import Finding
+
+    vms = [f"okd-{platform}-master-0", f"okd-{platform}-worker-0"]
+    rule = "kvm.svirt" if platform == "kvm" else "vsphere.copy-paste"
+    return posture_record([Finding(rule, vms[1], "observed")], vms, platform)
 
 
 @pytest.fixture(scope="module")
@@ -154,18 +194,51 @@ def french(corpus, tmp_path_factory) -> str:
     return out.read_text(encoding="utf-8")
 
 
-def test_french_report_has_no_english_left(french, corpus):
-    assert '<html lang="fr">' in french
+def english_left(page: str, recorded: tuple[str, ...] = ()) -> list[str]:
+    """Words of the page's visible text that only the English side of the catalogue uses."""
     parser = _Text()
-    parser.feed(french.replace("<wbr>", ""))  # metric names may wrap at their dots
+    parser.feed(page.replace("<wbr>", ""))  # metric names may wrap at their dots
     # The costs file's own note is the user's text, shown as written.
     text = " ".join(parser.parts).replace("Placeholder figures for illustration.", "")
-    # Identifiers shown as typed: metric names (dotted), run ids, units, file names, hypervisor facts.
-    text = re.sub(r"\S*[._/:=]\S*", " ", text)
+    for detail in recorded:  # recorded by the runs, shown as recorded
+        text = text.replace(detail, " ")
+    # Identifiers shown as typed: metric names (dotted), run ids, units, file names, hypervisor facts, flags.
+    text = NOT_WORDS.sub(" ", re.sub(r"\S*[._/:=]\S*", " ", text))
     english = english_only_words()
     assert {"runs", "the", "metric", "worse", "threshold", "samples"} <= english  # the check can see English
-    left = sorted((words(text) - DETAILS) & english)
-    assert left == []
+    return sorted((words(text) - DETAILS) & english)
+
+
+def test_french_report_has_no_english_left(french, corpus):
+    assert '<html lang="fr">' in french
+    # the sections other helpers added are on the page, in French
+    for section in ('id="conditions"', 'id="resilience"', 'id="security"'):
+        assert section in french
+    text = html.unescape(french)
+    assert "ont subi de la contention" in text and "Mise hors tension d'un nœud worker" in text
+    assert "VM non confinée par sVirt" in text and "steal" in text
+    assert english_left(french) == []
+
+
+def test_french_demo_note_has_no_english_left(tmp_path):
+    write_demo_like(tmp_path / "results", np.random.default_rng(5))
+    out = tmp_path / "demo.html"
+    assert main(["report", str(tmp_path / "results"), "--lang", "fr", "--baseline", "kvm-default",
+                 "--candidate", "kvm-tuned", "--out", str(out)]) == 0
+    html = out.read_text(encoding="utf-8")
+    assert "Ce que montre cette démo" in html
+    # a criterion's skip reason is recorded by the run (suites/), in English
+    assert english_left(html, recorded=("no OKD cluster (pass --kubeconfig or an OKD --spec)",)) == []
+
+
+def test_every_security_rule_title_is_translated():
+    """reports/security.py lists the titles the audit records; a new rule must be added there (and translated)."""
+    from provision.audit.rules import RULES
+
+    titles = {r.title for r in RULES.values() if r.kind == "security"}
+    assert titles - security.RULE_TITLES == set()
+    fr = language("fr")
+    assert all(fr.gettext(t) != t for t in titles)
 
 
 def test_french_report_formats_numbers_and_says_the_verdicts_in_french(french):
