@@ -49,7 +49,7 @@ THRESHOLDS: tuple[Threshold, ...] = (
     Threshold("context.hv.memory.swap", 0.0, N_("the hypervisor swapped guest memory (%(v)s KiB/s)"), "num",
               N_("host-level swapping stalls the guest without the guest knowing")),
     Threshold("context.host.vcpu_ratio", AUDIT_VCPU_LIMIT, N_("host vCPU:pCPU %(v)s"), "ratio",
-              N_("the platform audit's limit: above it, vCPUs queue for physical CPUs")),
+              N_("the platform audit's limit, above which vCPUs queue for physical CPUs")),
 )
 
 LABELS = {
