@@ -9,6 +9,7 @@ verdicts without those runs (both are shown).
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass, field
 from typing import Callable
@@ -72,6 +73,10 @@ LABELS = {
     "context.host.other_vcpus": "vCPUs of other VMs on the host",
 }
 CPU_WAIT = ("context.hv.cpu.wait", "context.guest.cpu.steal")
+# The conditions shown per benchmark window: CPU wait/steal, host load, memory pressure.
+WINDOW_METRICS = ("context.hv.cpu.wait", "context.guest.cpu.steal", "context.host.cpu.busy",
+                  "context.guest.memory.available", "context.host.memory.available", "context.hv.memory.swap",
+                  "context.guest.memory.swap")
 
 
 @dataclass
@@ -93,6 +98,13 @@ class VerdictChange:
 
 
 @dataclass
+class WindowRow:
+    window: str  # e.g. builds.test_build_time
+    metric: str
+    medians: dict[str, float | None]  # platform -> median over runs of the run's mean in this window
+
+
+@dataclass
 class ConditionsSection:
     rows: list[MetricRow]  # one per condition metric, the same statistics as the executive summary
     labels: dict[str, str]
@@ -102,6 +114,7 @@ class ConditionsSection:
     excluded: bool  # the executive summary was computed without the contended runs
     changes: list[VerdictChange] = field(default_factory=list)
     sentences: list[str] = field(default_factory=list)
+    windows: list[WindowRow] = field(default_factory=list)
 
 
 def split(valid: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -128,6 +141,29 @@ def contended_runs(context: pd.DataFrame) -> list[ContendedRun]:
             if v > t.limit:
                 by_run.setdefault((str(run_id), str(platform)), []).append(t.what.format(v=_fmt(float(v), t.fmt)))
     return [ContendedRun(r, p, reasons) for (r, p), reasons in sorted(by_run.items(), key=lambda kv: (kv[0][1], kv[0][0]))]
+
+
+def _window(labels: str) -> str:
+    try:
+        doc = json.loads(labels)
+    except ValueError:
+        return "?"
+    return str(doc.get("window", "?")) if isinstance(doc, dict) else "?"
+
+
+def by_window(context: pd.DataFrame, pair: list[str]) -> list[WindowRow]:
+    """Key conditions per benchmark window and platform: median over runs of each run's mean."""
+    rows = context[context["metric"].isin(WINDOW_METRICS)]
+    if rows.empty or "labels" not in rows:
+        return []
+    windows = rows["labels"].astype(str).map(_window)
+    per_run = rows.assign(window=windows.to_numpy()).groupby(["window", "metric", "platform", "run_id"], observed=True)["value"].mean()
+    med = per_run.groupby(level=[0, 1, 2], observed=True).median()
+    out = []
+    for window, metric in sorted({(w, m) for w, m, _ in med.index}, key=lambda wm: (wm[0], WINDOW_METRICS.index(wm[1]))):
+        out.append(WindowRow(window, metric, {p: (float(med[(window, metric, p)]) if (window, metric, p) in med.index else None)
+                                              for p in pair}))
+    return out
 
 
 def cpu_wait_by_platform(context: pd.DataFrame) -> dict[str, float]:
@@ -179,7 +215,9 @@ def build(
     flagged_ids = {r.run_id for r in contended}
     runs = {p: int(context.loc[context["platform"] == p, "run_id"].nunique()) for p in pair}
     section = ConditionsSection(rows=rows, labels={r.metric: LABELS.get(r.metric, r.metric) for r in rows}, runs=runs,
-                                contended=contended, thresholds=list(THRESHOLDS), excluded=False)
+                                contended=contended, thresholds=list(THRESHOLDS), excluded=False,
+                                windows=by_window(context, pair))
+    section.labels.update({w.metric: LABELS.get(w.metric, w.metric) for w in section.windows})
     if not flagged_ids:
         return section, summary
     clean = summarize(benchmarks[~benchmarks["run_id"].isin(flagged_ids)])
