@@ -9,6 +9,7 @@ verdicts without those runs (both are shown).
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass, field
 from typing import Callable
@@ -74,6 +75,10 @@ LABELS = {
     "context.host.other_vcpus": N_("vCPUs of other VMs on the host"),
 }
 CPU_WAIT = ("context.hv.cpu.wait", "context.guest.cpu.steal")
+# The conditions shown per benchmark window: CPU wait/steal, host load, memory pressure.
+WINDOW_METRICS = ("context.hv.cpu.wait", "context.guest.cpu.steal", "context.host.cpu.busy",
+                  "context.guest.memory.available", "context.host.memory.available", "context.hv.memory.swap",
+                  "context.guest.memory.swap")
 
 
 @dataclass
@@ -104,6 +109,13 @@ class VerdictChange:
 
 
 @dataclass
+class WindowRow:
+    window: str  # e.g. builds.test_build_time
+    metric: str
+    medians: dict[str, float | None]  # platform -> median over runs of the run's mean in this window
+
+
+@dataclass
 class ConditionsSection:
     rows: list[MetricRow]  # one per condition metric, the same statistics as the executive summary
     labels: dict[str, str]
@@ -114,6 +126,7 @@ class ConditionsSection:
     changes: list[VerdictChange] = field(default_factory=list)
     sentences: list[str] = field(default_factory=list)
     reasons: dict[str, str] = field(default_factory=dict)  # run id -> its contended run's reasons, in the report's language
+    windows: list[WindowRow] = field(default_factory=list)
 
 
 def split(valid: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -158,6 +171,29 @@ def contended_runs(context: pd.DataFrame) -> list[ContendedRun]:
 
 def threshold_lines(tr: Language = ENGLISH) -> list[ThresholdLine]:
     return [ThresholdLine(t.metric, _shown(t.limit, t.fmt, tr, limit=True), tr.gettext(t.why)) for t in THRESHOLDS]
+
+
+def _window(labels: str) -> str:
+    try:
+        doc = json.loads(labels)
+    except ValueError:
+        return "?"
+    return str(doc.get("window", "?")) if isinstance(doc, dict) else "?"
+
+
+def by_window(context: pd.DataFrame, pair: list[str]) -> list[WindowRow]:
+    """Key conditions per benchmark window and platform: median over runs of each run's mean."""
+    rows = context[context["metric"].isin(WINDOW_METRICS)]
+    if rows.empty or "labels" not in rows:
+        return []
+    windows = rows["labels"].astype(str).map(_window)
+    per_run = rows.assign(window=windows.to_numpy()).groupby(["window", "metric", "platform", "run_id"], observed=True)["value"].mean()
+    med = per_run.groupby(level=[0, 1, 2], observed=True).median()
+    out = []
+    for window, metric in sorted({(w, m) for w, m, _ in med.index}, key=lambda wm: (wm[0], WINDOW_METRICS.index(wm[1]))):
+        out.append(WindowRow(window, metric, {p: (float(med[(window, metric, p)]) if (window, metric, p) in med.index else None)
+                                              for p in pair}))
+    return out
 
 
 def cpu_wait_by_platform(context: pd.DataFrame) -> dict[str, float]:
@@ -227,10 +263,11 @@ def build(
     runs = {p: int(context.loc[context["platform"] == p, "run_id"].nunique()) for p in pair}
     reasons = {r: tr.join([tr.gettext(t.what) % {"v": _shown(v, t.fmt, tr)} for t, v in hits])
                for (r, p), hits in _crossings(context).items() if p in pair}
-    section = ConditionsSection(rows=rows, labels={r.metric: tr.gettext(LABELS[r.metric]) if r.metric in LABELS else r.metric
-                                                   for r in rows},
+    windows = by_window(context, pair)
+    named = {r.metric for r in rows} | {w.metric for w in windows}
+    section = ConditionsSection(rows=rows, labels={m: tr.gettext(LABELS[m]) if m in LABELS else m for m in named},
                                 runs=runs, contended=contended, thresholds=threshold_lines(tr), excluded=False,
-                                reasons=reasons)
+                                reasons=reasons, windows=windows)
     if not flagged_ids:
         return section, summary
     clean = summarize(benchmarks[~benchmarks["run_id"].isin(flagged_ids)])

@@ -101,7 +101,7 @@ def test_snapshot_reads_firmware_and_settings(audited):
 
 
 @pytest.mark.parametrize("settings,rule,fires", [
-    ({}, "vsphere.copy-paste", False),  # disabled by default since vSphere 4.1
+    ({}, "vsphere.copy-paste", False),  # vSphere disables copy/paste by default
     ({"isolation.tools.copy.disable": "TRUE"}, "vsphere.copy-paste", False),
     ({}, "vsphere.setinfo-limit", False),  # 1 MiB default
     ({"tools.setInfo.sizeLimit": "0"}, "vsphere.setinfo-limit", True),

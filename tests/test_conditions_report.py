@@ -148,3 +148,14 @@ def test_nightly_regression_on_a_contended_night_says_so(tmp_path):
     [reg] = outcome.regressions
     assert reg["platform"] == "kvm" and reg["contended"] == ["vCPUs waited 20.0 % of the time for a physical CPU"]
     assert "the newest run on kvm was contended" in reg["message"]
+
+
+def test_conditions_per_window_show_medians_over_runs(corpus):
+    results, contended = corpus
+    runset = load_runs([results], categorical=True)
+    ctx = runset.samples[runset.samples["suite"] == "context"]
+    rows = {(w.window, w.metric): w.medians for w in conditions.by_window(ctx, ["vsphere", "kvm"])}
+    wait = rows[("builds.test_build", "context.hv.cpu.wait")]
+    assert wait["vsphere"] == pytest.approx(0.004, rel=0.1) and wait["kvm"] == pytest.approx(0.09, rel=0.1)
+    assert rows[("builds.test_build", "context.hv.memory.swap")] == {"vsphere": 0.0, "kvm": 0.0}
+    assert ("builds.test_build", "context.host.vcpu_ratio") not in rows

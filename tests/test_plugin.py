@@ -1,7 +1,6 @@
 """The pytest plugin as a user meets it: `pytest suites/ --platform ...` in a subprocess."""
 
 import os
-import subprocess
 import sys
 import textwrap
 from pathlib import Path

@@ -50,7 +50,8 @@ def run(args: argparse.Namespace) -> int:
     if not workdir.exists():
         # It will hold the install's credentials (auth/kubeconfig, kubeadmin-password).
         workdir.mkdir(mode=0o700, parents=True)
-    log.info("provision: work directory %s", workdir.resolve())
+    if args.workdir is None:  # say where the default put it (an error stays one line with --workdir)
+        log.info("provision: work directory %s", workdir.resolve())
     result = provision_cluster(spec, workdir, insecure=args.insecure, regenerate_ignition=args.regenerate)
     print(json.dumps({
         "cluster": result.cluster, "platform": result.platform,

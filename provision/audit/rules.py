@@ -1,7 +1,8 @@
 """The rule table: one row per setting the audit checks, shared by the code, the CLI and the docs.
 
-A rule function (in kvm.py / vsphere.py / compare.py) returns Findings that name a rule id here;
-severity, why and fix come from this table so they are written once.
+A rule function (in kvm.py / vsphere.py / compare.py, and the security ones in kvm_security.py /
+vsphere_security.py, whose rows live in security_rules.py) returns Findings that name a rule id
+here; severity, why and fix come from this table so they are written once.
 """
 
 from __future__ import annotations

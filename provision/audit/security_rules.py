@@ -137,9 +137,9 @@ SECURITY_RULES = [
     Rule(
         "vsphere.copy-paste", "vsphere", "medium", "Console copy/paste enabled",
         bad="isolation.tools.copy.disable or isolation.tools.paste.disable = FALSE",
-        good="absent (disabled by default since vSphere 4.1) or TRUE",
+        good="absent (vSphere disables both by default) or TRUE",
         why="copy and paste between the remote console and the guest is a data channel around every network "
-            f"control; VMware disables it by default and says to keep it so ({VSPHERE_SECURITY}: "
+            f"control; VMware disables it by default and says to keep it so ({VSPHERE_SECURITY}, vSphere 6.0+: "
             "disable copy and paste operations between guest and remote console)",
         fix="remove the FALSE values or set isolation.tools.copy.disable and isolation.tools.paste.disable = TRUE",
         kind="security",

@@ -5,8 +5,11 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import pytest
+
 from provision.base import Reading, stats_module
 from results.schema import Sample
+from results.store import ResultsWriteError
 from suites.context.capture import Capture
 from suites.context.prometheus import GuestStats
 
@@ -32,10 +35,16 @@ def open_capture(cfg: Any, run_writer: Any, interval_s: float) -> Capture:
             return
         noted.add(line)
         log.warning("%s", line)
-        run_writer.update_info(warnings=[*run_writer.info.warnings, line])
+        try:
+            run_writer.update_info(warnings=[*run_writer.info.warnings, line])
+        except ResultsWriteError as exc:  # may run in the sampler thread; the next record() ends the run
+            log.error("%s", exc)
 
     def record(reading: Reading, window: str, repetition: int, source: str) -> None:
-        run_writer.record_sample(sample_of(reading, window, repetition, source, cfg, run_writer.info.cluster))
+        try:
+            run_writer.record_sample(sample_of(reading, window, repetition, source, cfg, run_writer.info.cluster))
+        except ResultsWriteError as exc:  # as the plugin's `record`: measuring on without recording is wasted work
+            pytest.exit(f"okdbench: {exc}", returncode=pytest.ExitCode.INTERNAL_ERROR)
 
     capture = Capture(record, note, interval_s)
     if cfg.spec is None:
