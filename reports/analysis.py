@@ -120,7 +120,7 @@ def build_report(
     audit_rows = _audit_counts(valid, pair)
     if audit_rows:
         valid = valid[~valid["metric"].isin([a["metric"] for a in audit_rows]).to_numpy()]
-    attrs, attr_warnings = aggregate.metric_attributes(valid)
+    attrs, attr_warnings = aggregate.metric_attributes(valid, tr)
     warnings += attr_warnings
     rm = aggregate.run_medians(valid)
     nights = _run_nights(runset.runs, valid)
@@ -619,5 +619,5 @@ def _run_warnings(runs: list[RunInfo], pair: list[str], tr: Language = ENGLISH) 
     run_msgs = Counter(w for r in in_pair for w in r.warnings)
     for msg, n in sorted(run_msgs.items()):
         # Recorded by the runs (English): shown as recorded.
-        warnings.append(f"{msg} ({n} runs)" if n > 1 else msg)
+        warnings.append(tr.gettext("%(warning)s (%(n)s runs)") % {"warning": msg, "n": n} if n > 1 else msg)
     return warnings
