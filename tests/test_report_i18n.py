@@ -249,6 +249,14 @@ def test_french_report_formats_numbers_and_says_the_verdicts_in_french(french):
     assert "Suivi" not in french  # the nightly title is only for nightlies
 
 
+def test_french_report_puts_a_no_break_space_before_colons_and_semicolons(french):
+    parser = _Text()
+    parser.feed(french.replace("<wbr>", ""))
+    # the criteria's recorded details ("install: passed") are shown as recorded
+    text = re.sub(r"\S+: (passed|failed)\b", " ", " ".join(parser.parts))
+    assert re.findall(r".{0,30}(?<![\u00a0\d])[:;](?=\s)", text) == []  # "4:1", "17:25" are not punctuation
+
+
 def test_nightly_config_chooses_the_report_language():
     from okdbench.nightly.config import ConfigError, parse_config
 
