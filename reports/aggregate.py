@@ -10,6 +10,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from reports.i18n import ENGLISH, Language
+
 QUANTILES = (0.5, 0.9, 0.95, 0.99)
 
 
@@ -22,7 +24,7 @@ def categorize(samples: pd.DataFrame, columns=("run_id", "platform", "metric", "
     return out
 
 
-def metric_attributes(samples: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
+def metric_attributes(samples: pd.DataFrame, tr: Language = ENGLISH) -> tuple[pd.DataFrame, list[str]]:
     """unit / better / suite per metric (the most common value) and warnings where runs disagree."""
     warnings: list[str] = []
     if samples.empty:
@@ -39,7 +41,8 @@ def metric_attributes(samples: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
             for metric in n[n > 1].index:
                 values = ", ".join(sorted(counts.loc[counts["metric"] == metric, attr].astype(str)))
                 warnings.append(
-                    f"metric {metric}: runs disagree on {attr} ({values}); using {cols[attr][metric]!r}"
+                    tr.gettext("metric %(metric)s: runs disagree on %(attr)s (%(values)s); using %(used)s")
+                    % {"metric": metric, "attr": attr, "values": values, "used": repr(cols[attr][metric])}
                 )
     attrs = pd.DataFrame(cols)
     attrs.index = attrs.index.astype(str)

@@ -120,7 +120,7 @@ def build_report(
     audit_rows = _audit_counts(valid, pair)
     if audit_rows:
         valid = valid[~valid["metric"].isin([a["metric"] for a in audit_rows]).to_numpy()]
-    attrs, attr_warnings = aggregate.metric_attributes(valid)
+    attrs, attr_warnings = aggregate.metric_attributes(valid, tr)
     warnings += attr_warnings
     rm = aggregate.run_medians(valid)
     nights = _run_nights(runset.runs, valid)
