@@ -27,7 +27,8 @@ def test_demo_spec_fills_the_guest_and_replaces_probe_arguments(tmp_path):
     data = demo.demo_spec(template, kernel=Path("/k/vmlinuz"), initrd=Path("/k/initrd.img"), repeat=2)
     spec = parse_spec(data)
     assert spec.kvm.kernel == "/k/vmlinuz" and spec.kvm.initrd == "/k/initrd.img"
-    assert spec.kvm.kernel_args == "okdbench.linger=5 okdbench.probes=cpu,fsync,seqwrite,rtt okdbench.repeat=2"
+    assert spec.kvm.kernel_args == "okdbench.linger=5 okdbench.probes=cpu,fsync,seqwrite,rtt okdbench.repeat=2 okdbench.gapwatch=600"
+    assert spec.resilience.disruptions == ["freeze", "reset"] and spec.resilience.freeze_s == 5
     assert template["kvm"]["kernel_args"].startswith("okdbench.repeat=9"), "the template itself is left alone"
 
 
@@ -109,6 +110,10 @@ def test_short_demo_end_to_end(libvirt_uri, tmp_path):
         assert (p99["value"].to_numpy() >= p50["value"].to_numpy()).all()
         for metric in ("guest.cpu.sha256", "guest.disk.seqwrite", "guest.net.rtt.avg"):
             assert (mine["metric"] == metric).sum() == 3 * 2, metric
+        for kind in ("freeze", "reset"):  # the resilience step: one worker guest per run
+            gaps = mine[mine["metric"] == f"resilience.{kind}.unavailable_s"]["value"]
+            assert len(gaps) == 3 and (gaps > 0).all(), (kind, list(gaps))
+    assert 'id="resilience"' in html and "A worker freeze cost" in html
 
     # Nothing of the demo is left on the hypervisor.
     import libvirt

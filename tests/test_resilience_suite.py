@@ -193,3 +193,22 @@ def test_analyse_a_clean_migration_and_its_limits():
     bumpy.problems = ["VM vm2 could not be restored (x); restore it by hand"]
     assert problems(bumpy, ResilienceThresholds())[:2] == ["VM vm2 could not be restored (x); restore it by hand",
                                                            "migrate of w2: not recovered"]
+
+
+def test_prober_records_every_outcome_and_stops_at_its_bound():
+    from suites.prober import Prober
+
+    answers = iter([200, 503, ConnectionResetError(), 302] * 10)
+
+    def fetch() -> int:
+        a = next(answers)
+        if isinstance(a, Exception):
+            raise a
+        return a
+
+    p = Prober(fetch, 0.001, max_probes=8).start()
+    p._thread.join()  # it ends by itself at max_probes
+    got = p.stop()
+    assert [(x.ok, x.detail) for x in got] == [(True, "200"), (False, "503"), (False, "ConnectionResetError"),
+                                              (True, "302")] * 2
+    assert all(b.t >= a.t for a, b in zip(got, got[1:])) and all(x.latency_ms >= 0 for x in got)
