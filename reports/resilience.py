@@ -125,10 +125,10 @@ def timeline_chart(tl: Timeline, platform: str, color: str) -> str:
         ok = [(t, ms) for t, ms, good in tl.probes if good]
         bad = [t for t, _ms, good in tl.probes if not good]
         if ok:
-            ax.scatter([t for t, _ in ok], [ms for _, ms in ok], s=4, color=color, label="request answered (latency)")
-        top = max([ms for _, ms in ok], default=1.0) * 1.15
+            ax.scatter([t for t, _ in ok], [ms for _, ms in ok], s=4, color=color, label="answered (latency)")
+        top = max([ms for _, ms in ok] + [1.0]) * 1.15
         if bad:
-            ax.scatter(bad, [top] * len(bad), s=10, marker="x", color="#c0392b", label="request failed")
+            ax.scatter(bad, [top] * len(bad), s=10, marker="x", color="#c0392b", label="failed or missing")
         for t, kind, name, state in tl.transitions:
             if kind == "node":
                 ax.axvline(t, color="#c0392b" if state != "Ready" else "#2f8f4e", linestyle="--", linewidth=1)

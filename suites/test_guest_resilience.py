@@ -42,6 +42,16 @@ def _wait(serial: Path, what: str, predicate) -> guestlog.GuestReport:
         time.sleep(0.25)
 
 
+def heartbeat_probes(beats: list[float], t0: float) -> list[tuple[float, float, bool]]:
+    """The heartbeats as a 1 Hz prober would have seen them: each one answered, each missing second failed."""
+    out: list[tuple[float, float, bool]] = []
+    for a, b in zip(beats, beats[1:]):
+        # The RTC ticks in whole seconds and the beats come every ~1.1 s: a step of 2 is no outage.
+        out += [(a + k - t0, 0.0, False) for k in range(1, int(b - a))] if b - a >= 3 else []
+        out.append((b - t0, 0.0, True))
+    return out
+
+
 def _alive_in_boot(r: guestlog.GuestReport, boot: int) -> int:
     return sum(1 for b, _ in r.alive if b == boot)
 
@@ -59,8 +69,10 @@ def test_guest_resilience(request, okdbench_config, run_writer, record, note):
     target = next((g for g in guests if g.machine is not None and g.machine.role == "worker"), guests[0])
     vm, serial = target.vm.name, Path(target.vm.serial_log)
     problems = []
+    settled = 0  # heartbeats seen when the previous disruption was over: the next waits for 3 more
     for kind in kinds:
-        before = _wait(serial, f"{vm} heartbeats", lambda r: _alive_in_boot(r, r.boots) >= 2)
+        before = _wait(serial, f"{vm} heartbeats",
+                       lambda r: _alive_in_boot(r, r.boots) >= 2 and len(r.alive) >= settled + 3)
         t0 = time.time()
         try:
             if kind == "freeze":
@@ -90,10 +102,10 @@ def test_guest_resilience(request, okdbench_config, run_writer, record, note):
         record(f"resilience.{kind}.unavailable_s", gap, "s", node=target.machine.name if target.machine else vm,
                vm=vm, role="worker", disruption=kind, measured_by="guest")
         note(f"{kind}: guest out for {gap:.0f} s")
-        beats = [rtc for _b, rtc in after.alive[max(0, len(before.alive) - 5):]]
-        write_timeline(run_writer.dir, f"{kind}-guest", Timeline(
-            disruption=kind, node=vm, vm=vm, t0=t0,
-            probes=[(b - t0, (b - a) * 1000.0, b - a < 2) for a, b in zip(beats, beats[1:])]))
+        settled = len(after.alive)
+        beats = [rtc for _b, rtc in after.alive[max(0, len(before.alive) - 3):]]
+        write_timeline(run_writer.dir, f"{kind}-guest", Timeline(disruption=kind, node=vm, vm=vm, t0=t0,
+                                                                 probes=heartbeat_probes(beats, t0)))
     # The evidence: the guest's log after the disruptions (load_guests copied it before them).
     (run_writer.dir / "serial").mkdir(parents=True, exist_ok=True)
     shutil.copyfile(serial, run_writer.dir / "serial" / f"{vm}.log")

@@ -212,3 +212,21 @@ def test_prober_records_every_outcome_and_stops_at_its_bound():
     assert [(x.ok, x.detail) for x in got] == [(True, "200"), (False, "503"), (False, "ConnectionResetError"),
                                               (True, "302")] * 2
     assert all(b.t >= a.t for a, b in zip(got, got[1:])) and all(x.latency_ms >= 0 for x in got)
+
+
+def test_heartbeats_read_as_a_one_hertz_prober_and_nodes_map_to_vms():
+    from provision.spec import parse_spec
+    from suites.resilience import vm_for_node
+    from suites.test_guest_resilience import heartbeat_probes
+
+    assert heartbeat_probes([10, 11, 12, 16, 17], 12.5) == [
+        (-1.5, 0.0, True), (-0.5, 0.0, True), (0.5, 0.0, False), (1.5, 0.0, False), (2.5, 0.0, False),
+        (3.5, 0.0, True), (4.5, 0.0, True)]
+    spec = parse_spec({"name": "okd1", "base_domain": "example.test", "platform": "kvm",
+                       "network": {"machine_cidr": "198.18.16.0/24"}, "okd": {"guest": "testguest"},
+                       "nodes": [{"role": "worker", "count": 2, "vcpu": 1, "memory": "1GiB", "disk": "1GiB"}],
+                       "kvm": {}, "resilience": {"vms": {"odd-node": "vm-x"}}})
+    assert vm_for_node(spec, "worker-1.okd1.example.test") == "okd1-worker-1"  # the node's hostname
+    assert vm_for_node(spec, "okd1-worker-0") == "okd1-worker-0"
+    assert vm_for_node(spec, "odd-node") == "vm-x"
+    assert vm_for_node(spec, "worker-7") is None
