@@ -147,8 +147,10 @@ def demo_spec(template: dict, *, kernel: Path, initrd: Path, repeat: int, pool: 
     kvm["initrd"] = str(initrd)
     kvm["storage_pool"] = pool
     kept = [w for w in str(kvm.get("kernel_args") or "").split()
-            if not w.startswith(("okdbench.probes=", "okdbench.repeat="))]
-    kvm["kernel_args"] = " ".join(kept + [f"okdbench.probes={PROBES}", f"okdbench.repeat={repeat}"])
+            if not w.startswith(("okdbench.probes=", "okdbench.repeat=", "okdbench.gapwatch="))]
+    # gapwatch: after their probes the guests keep a heartbeat for the resilience step (freeze 5 s, reset).
+    kvm["kernel_args"] = " ".join(kept + [f"okdbench.probes={PROBES}", f"okdbench.repeat={repeat}", "okdbench.gapwatch=600"])
+    spec["resilience"] = {"disruptions": ["freeze", "reset"], "freeze_s": 5}
     return spec
 
 

@@ -181,7 +181,8 @@ def namespace(kube: Kube, okdbench_config: Any, suite_options: SuiteOptions) -> 
 
 
 # What the workloads create, so a shared namespace can be emptied of exactly okdbench's objects.
-_WORKLOAD_KINDS = [("apps/v1", "deployments"), ("route.openshift.io/v1", "routes"), ("batch/v1", "jobs"), ("v1", "pods"), ("v1", "configmaps"), ("v1", "services"),
+_WORKLOAD_KINDS = [("apps/v1", "deployments"), ("route.openshift.io/v1", "routes"),  # deployments first: no re-created pods
+                   ("batch/v1", "jobs"), ("v1", "pods"), ("v1", "configmaps"), ("v1", "services"),
                    ("build.openshift.io/v1", "builds"), ("build.openshift.io/v1", "buildconfigs"),
                    ("image.openshift.io/v1", "imagestreams")]
 

@@ -26,6 +26,7 @@ class Outcome:
     node: str
     vm: str
     t0: float
+    t_end: float = 0.0  # end of the observation window
     detect_s: float | None = None
     unavailable_s: float = 0.0
     recover_s: float = 0.0
@@ -55,7 +56,7 @@ class Outcome:
 
 def analyse(disruption: str, node: str, vm: str, t0: float, t_end: float, probes: list[Probe],
             transitions: list[Transition], *, replicas: int, ready_at_t0: int, interval_s: float) -> Outcome:
-    out = Outcome(disruption=disruption, node=node, vm=vm, t0=t0)
+    out = Outcome(disruption=disruption, node=node, vm=vm, t0=t0, t_end=t_end)
     window = [p for p in probes if t0 <= p.t <= t_end]
     out.requests = len(window)
     failed = [p for p in window if not p.ok]

@@ -120,9 +120,9 @@ def test_resilience(openshift, namespace, spec, okdbench_config, suite_options, 
                 write_timeline(run_writer.dir, f"{kind}-{role}",
                                Timeline(disruption=kind, node=node, vm=vm, t0=t0,
                                         probes=[(p.t - t0, p.latency_ms, p.ok) for p in prober.snapshot()
-                                                if p.t >= t0 - TIMELINE_LEAD_S],
+                                                if t0 - TIMELINE_LEAD_S <= p.t <= out.t_end],
                                         transitions=[(t.t - t0, t.kind, t.name, t.state) for t in transitions
-                                                     if t.t >= t0 - TIMELINE_LEAD_S]))
+                                                     if t0 - TIMELINE_LEAD_S <= t.t <= out.t_end]))
                 restore = [p for p in out.problems if "could not be restored" in p]
                 if restore:
                     run_writer.update_info(warnings=[*run_writer.info.warnings, *restore])

@@ -27,7 +27,8 @@ def test_demo_spec_fills_the_guest_and_replaces_probe_arguments(tmp_path):
     data = demo.demo_spec(template, kernel=Path("/k/vmlinuz"), initrd=Path("/k/initrd.img"), repeat=2)
     spec = parse_spec(data)
     assert spec.kvm.kernel == "/k/vmlinuz" and spec.kvm.initrd == "/k/initrd.img"
-    assert spec.kvm.kernel_args == "okdbench.linger=5 okdbench.probes=cpu,fsync,seqwrite,etcd,rtt okdbench.repeat=2"
+    assert spec.kvm.kernel_args == "okdbench.linger=5 okdbench.probes=cpu,fsync,seqwrite,etcd,rtt okdbench.repeat=2 okdbench.gapwatch=600"
+    assert spec.resilience.disruptions == ["freeze", "reset"] and spec.resilience.freeze_s == 5
     assert template["kvm"]["kernel_args"].startswith("okdbench.repeat=9"), "the template itself is left alone"
 
 
@@ -121,7 +122,11 @@ def test_short_demo_end_to_end(libvirt_uri, tmp_path):
                        "guest.etcd.backend_commit.p99", "guest.etcd.put.p99", "guest.etcd.put.rate"):
             assert (mine["metric"] == metric).sum() == 3 * 2, metric
             assert (mine[mine["metric"] == metric]["value"] > 0).all(), metric
-    assert result.report is not None and "What this demo shows" in result.report.read_text()
+        for kind in ("freeze", "reset"):  # the resilience step: one worker guest per run
+            gaps = mine[mine["metric"] == f"resilience.{kind}.unavailable_s"]["value"]
+            assert len(gaps) == 3 and (gaps > 0).all(), (kind, list(gaps))
+    assert "What this demo shows" in html
+    assert 'id="resilience"' in html and "A worker freeze cost" in html
 
     # Nothing of the demo is left on the hypervisor.
     import libvirt

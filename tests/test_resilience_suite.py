@@ -26,7 +26,7 @@ from tests.support.fakekube import run_suites
 
 PREFIX = "resilience16"
 GRACE_S = 0.5  # the scripted node-monitor-grace-period
-REBOOT_S = 1.0  # how long a reset node stays silent
+REBOOT_S = 2.0  # how long a reset node stays silent (well beyond the grace period, even on a loaded machine)
 
 
 class Kubelet:
@@ -119,7 +119,7 @@ def test_resilience_suite_disrupts_the_vm_and_measures_the_cluster(fake_cluster,
             "network": {"machine_cidr": "198.18.16.0/24"},
             "nodes": [{"role": "worker", "count": 3, "vcpu": 1, "memory": "1GiB", "disk": "1GiB"}],
             "kvm": {"uri": libvirt_uri, "kernel": "/k", "initrd": "/i", "domain_type": "qemu"},
-            "resilience": {"disruptions": ["freeze", "reset", "power-off", "migrate"], "freeze_s": 1.5,
+            "resilience": {"disruptions": ["freeze", "reset", "power-off", "migrate"], "freeze_s": 3.0,
                            "probe_interval_s": 0.05, "settle_s": 1.0, "vms": {worker: dom.name()}}}
     spec_file = tmp_path / "spec.yaml"
     spec_file.write_text(yaml.safe_dump(spec))
@@ -193,3 +193,40 @@ def test_analyse_a_clean_migration_and_its_limits():
     bumpy.problems = ["VM vm2 could not be restored (x); restore it by hand"]
     assert problems(bumpy, ResilienceThresholds())[:2] == ["VM vm2 could not be restored (x); restore it by hand",
                                                            "migrate of w2: not recovered"]
+
+
+def test_prober_records_every_outcome_and_stops_at_its_bound():
+    from suites.prober import Prober
+
+    answers = iter([200, 503, ConnectionResetError(), 302] * 10)
+
+    def fetch() -> int:
+        a = next(answers)
+        if isinstance(a, Exception):
+            raise a
+        return a
+
+    p = Prober(fetch, 0.001, max_probes=8).start()
+    p._thread.join()  # it ends by itself at max_probes
+    got = p.stop()
+    assert [(x.ok, x.detail) for x in got] == [(True, "200"), (False, "503"), (False, "ConnectionResetError"),
+                                              (True, "302")] * 2
+    assert all(b.t >= a.t for a, b in zip(got, got[1:])) and all(x.latency_ms >= 0 for x in got)
+
+
+def test_heartbeats_read_as_a_one_hertz_prober_and_nodes_map_to_vms():
+    from provision.spec import parse_spec
+    from suites.resilience import vm_for_node
+    from suites.test_guest_resilience import heartbeat_probes
+
+    assert heartbeat_probes([10, 11, 12, 16, 17], 12.5) == [
+        (-1.5, 0.0, True), (-0.5, 0.0, True), (0.5, 0.0, False), (1.5, 0.0, False), (2.5, 0.0, False),
+        (3.5, 0.0, True), (4.5, 0.0, True)]
+    spec = parse_spec({"name": "okd1", "base_domain": "example.test", "platform": "kvm",
+                       "network": {"machine_cidr": "198.18.16.0/24"}, "okd": {"guest": "testguest"},
+                       "nodes": [{"role": "worker", "count": 2, "vcpu": 1, "memory": "1GiB", "disk": "1GiB"}],
+                       "kvm": {}, "resilience": {"vms": {"odd-node": "vm-x"}}})
+    assert vm_for_node(spec, "worker-1.okd1.example.test") == "okd1-worker-1"  # the node's hostname
+    assert vm_for_node(spec, "okd1-worker-0") == "okd1-worker-0"
+    assert vm_for_node(spec, "odd-node") == "vm-x"
+    assert vm_for_node(spec, "worker-7") is None
