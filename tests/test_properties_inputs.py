@@ -239,7 +239,7 @@ def _kubeconfig_file(doc: Any) -> Path:
     return p
 
 
-@SETTINGS
+@settings(max_examples=400, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True, database=None)
 @given(mutated(KUBECONFIG))
 def test_kubeconfig_shapes(doc):
     """Every generated kubeconfig: usable, or one line naming the file and the key — from the
