@@ -374,6 +374,8 @@ def _read_records(run_dir: Path, parquet: str, jsonl: str, schema: pa.Schema,
             if problem is None:
                 return pq.read_table(pq_path), []
         except (OSError, pa.ArrowException) as exc:
+            if not (run_dir / jsonl).exists():
+                raise  # nothing else holds these records: the folder is reported unreadable, as before
             problem = f"unreadable Parquet ({(str(exc).splitlines() or [type(exc).__name__])[0][:120]})"
         fallback = "its JSONL is read instead" if (run_dir / jsonl).exists() else "its records are skipped"
         warnings.append(f"{pq_path}: {problem}; {fallback}")
