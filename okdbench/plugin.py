@@ -24,7 +24,7 @@ from okdbench import __version__
 from plumbing.errors import UserError, bounded_lines
 from okdbench.paths import ROOT, SUITES_DIR
 from plumbing.redact import error_line, redact_text
-from results.schema import CriterionResult, NodeGroupInfo, RunInfo, Sample, iso, one_line, utcnow
+from results.schema import DETAIL_LIMIT, CriterionResult, NodeGroupInfo, RunInfo, Sample, iso, one_line, utcnow
 from results.store import ResultsWriteError, RunWriter, new_run_id
 
 NO_CLUSTER = "no OKD cluster (pass --kubeconfig or an OKD --spec)"
@@ -482,7 +482,7 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: Any) -> Any:
         platform=writer.info.platform,
         criterion=name,
         status=status,  # type: ignore[arg-type]
-        detail=one_line(redact_text(detail)),
+        detail=one_line(redact_text(detail), DETAIL_LIMIT),
         duration_s=sum(r.duration for r in reports),
     )
     _write(item.config, writer.record_criterion, result)

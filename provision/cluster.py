@@ -6,7 +6,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from plumbing.errors import UserError
 from provision.spec import ClusterSpec
 
 

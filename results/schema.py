@@ -95,8 +95,9 @@ class CriterionResult:
 
     def to_json(self) -> dict[str, Any]:
         d = asdict(self)
-        # One line, bounded: a criterion detail is read in a table cell.
-        d["detail"] = one_line(self.detail)
+        # One line, bounded: a criterion detail is read in a table cell. The bound is a backstop:
+        # suites shorten reasons to ~400 characters themselves and keep every name (suites/details.py).
+        d["detail"] = one_line(self.detail, DETAIL_LIMIT)
         d["duration_s"] = float(self.duration_s) if math.isfinite(self.duration_s) else 0.0
         return d
 
@@ -151,6 +152,9 @@ class RunInfo:
         ]
         extra = {k: v for k, v in data.items() if k not in known}
         return cls(**kwargs, extra=extra)
+
+
+DETAIL_LIMIT = 2000  # a criterion detail: ~60 node names fit, a paragraph does not
 
 
 def one_line(text: str, limit: int = 400) -> str:

@@ -375,6 +375,8 @@ def _read_records(run_dir: Path, parquet: str, jsonl: str, schema: pa.Schema,
             if problem is None:
                 return pq.read_table(pq_path), []
         except (OSError, pa.ArrowException) as exc:
+            if not (run_dir / jsonl).exists():
+                raise  # nothing else holds these records: the folder is reported unreadable, as before
             problem = f"unreadable Parquet ({(str(exc).splitlines() or [type(exc).__name__])[0][:120]})"
         fallback = "its JSONL is read instead" if (run_dir / jsonl).exists() else "its records are skipped"
         warnings.append(f"{pq_path}: {problem}; {fallback}")
@@ -393,7 +395,8 @@ def load_run(run_dir: Path) -> tuple[RunInfo, pa.Table, pa.Table, list[str]]:
     return info, samples, criteria, w1 + w2
 
 
-def _bulk_parquet(files: list[Path], schema: pa.Schema, categorical: bool = False) -> pa.Table | None:
+def _bulk_parquet(files: list[Path], schema: pa.Schema, categorical: bool = False,
+                  footers: dict[Path, pa.Schema] | None = None) -> pa.Table | None:
     """Many Parquet files in one pyarrow call (several times faster than per file for hundreds of runs).
 
     Unknown extra columns are kept (their footers are read to find them). categorical=True reads
@@ -407,7 +410,7 @@ def _bulk_parquet(files: list[Path], schema: pa.Schema, categorical: bool = Fals
 
         extras: dict[str, pa.Field] = {}
         for f in files:
-            for fld in pq.read_schema(f):
+            for fld in (footers or {}).get(f) or pq.read_schema(f):
                 if fld.name not in schema.names:
                     extras.setdefault(fld.name, pa.field(fld.name, pa.string()))
         schema = pa.schema(list(schema) + list(extras.values()))
@@ -424,10 +427,14 @@ def _bulk_parquet(files: list[Path], schema: pa.Schema, categorical: bool = Fals
         return None
 
 
-def _parquet_fits(path: Path, schema: pa.Schema) -> bool:
-    """Exists with the contract's column types (footer only): a misfit is read per folder and flagged."""
+def _parquet_fits(path: Path, schema: pa.Schema, footers: dict[Path, pa.Schema]) -> bool:
+    """Exists with the contract's column types (footer only, kept in `footers` for the bulk read):
+    a misfit is read per folder and flagged."""
     try:
-        return path.exists() and parquet_type_problem(pq.read_schema(path), schema) is None
+        if not path.exists():
+            return False
+        footers[path] = pq.read_schema(path)
+        return parquet_type_problem(footers[path], schema) is None
     except (OSError, pa.ArrowException):
         return False
 
@@ -459,13 +466,15 @@ def load_runs(paths: Iterable[Path | str], categorical: bool = False) -> RunSet:
         except (ValueError, OSError) as exc:
             skip(run_dir, exc)
     # Fast path: compacted runs whose both Parquet files read in one call each.
+    footers: dict[Path, pa.Schema] = {}
     compacted = [
         d for d, _ in readable
-        if _parquet_fits(d / SAMPLES_PARQUET, SAMPLES_SCHEMA) and _parquet_fits(d / CRITERIA_PARQUET, CRITERIA_SCHEMA)
+        if _parquet_fits(d / SAMPLES_PARQUET, SAMPLES_SCHEMA, footers)
+        and _parquet_fits(d / CRITERIA_PARQUET, CRITERIA_SCHEMA, footers)
     ]
-    bulk_s = _bulk_parquet([d / SAMPLES_PARQUET for d in compacted], SAMPLES_SCHEMA, categorical)
+    bulk_s = _bulk_parquet([d / SAMPLES_PARQUET for d in compacted], SAMPLES_SCHEMA, categorical, footers)
     bulk_c = (
-        _bulk_parquet([d / CRITERIA_PARQUET for d in compacted], CRITERIA_SCHEMA, categorical)
+        _bulk_parquet([d / CRITERIA_PARQUET for d in compacted], CRITERIA_SCHEMA, categorical, footers)
         if bulk_s is not None
         else None
     )

@@ -17,6 +17,7 @@ from typing import Any, Callable
 import pytest
 
 from suites import mustgather
+from suites.details import BUDGET as DETAIL_LIMIT  # what a detail aims for: reason, evidence path, notes
 from suites.kube import NOT_OPENSHIFT, Kube, KubeError, path_for
 from suites.workers import node_group_info, node_role
 from suites.workloads import render, resolve_images
@@ -203,7 +204,6 @@ def _empty_namespace(kube: Kube, namespace: str) -> None:
 
 
 Fail = Callable[..., None]
-DETAIL_LIMIT = 400  # results.schema.one_line's bound on a criterion detail
 
 
 def _notes_length(node: pytest.Item) -> int:
@@ -221,18 +221,20 @@ def fail_with_evidence(cluster: Any, okdbench_config: Any, run_writer: Any, suit
     marker = request.node.get_closest_marker("criterion")
     criterion = marker.args[0] if marker and marker.args else request.node.name
 
-    def fail(reason: str, objects: list[str] | None = None) -> None:
+    def fail(reason: str | Callable[[int], str], objects: list[str] | None = None) -> None:
+        """reason: the text, or a function of the room left that shortens itself (suites.details.named)."""
         where = None
         if cluster.kubeconfig is not None:
             where = mustgather.collect(Path(cluster.kubeconfig), run_writer.dir, criterion, list(objects or []),
                                        mode=suite_options.must_gather, insecure=okdbench_config.insecure)
-        if where:
+        suffix = f"; must-gather: {where}" if where else ""
+        room = max(60, DETAIL_LIMIT - len(suffix) - _notes_length(request.node))
+        if callable(reason):
+            reason = reason(room)  # shortened by its own rules (names kept), not cut here
+        elif where:
             # The detail is one bounded line: shorten the reason, never the evidence path.
-            suffix = f"; must-gather: {where}"
-            room = max(60, DETAIL_LIMIT - len(suffix) - _notes_length(request.node))
             reason = reason if len(reason) <= room else reason[: room - 1] + "…"
-            reason += suffix
-        pytest.fail(reason, pytrace=False)
+        pytest.fail(reason + suffix, pytrace=False)
 
     return fail
 

@@ -11,22 +11,32 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import signal
 import sys
 import traceback
+
+CASE_BOUND_S = 60
 
 
 def main(cases_path: str, result_path: str) -> None:
     import pytest
 
+    def hang(signum, frame):
+        raise TimeoutError(f"hang: no answer within {CASE_BOUND_S}s")
+
+    signal.signal(signal.SIGALRM, hang)
     results = []
     for argv in json.load(open(cases_path)):
         buf = io.StringIO()
         with contextlib.redirect_stdout(buf), contextlib.redirect_stderr(buf):
+            signal.alarm(CASE_BOUND_S)  # each case bounded: a hang is recorded, not waited for
             try:
                 rc = int(pytest.main(argv))
-            except BaseException:  # noqa: BLE001 - a crash is the finding
+            except BaseException:  # noqa: BLE001 - a crash (or a hang) is the finding
                 traceback.print_exc()
                 rc = -1
+            finally:
+                signal.alarm(0)
         results.append({"rc": rc, "out": buf.getvalue()})
     with open(result_path, "w") as fh:
         json.dump(results, fh)

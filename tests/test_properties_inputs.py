@@ -226,7 +226,7 @@ def test_spec_network_capacity_and_addresses(prefix, counts, explicit, mac_prefi
 KUBECONFIG = {
     "apiVersion": "v1", "kind": "Config", "current-context": "admin",
     "clusters": [{"name": "fake", "cluster": {"server": "https://127.0.0.1:1", "certificate-authority-data": "bm90LWEtY2E="}}],
-    "users": [{"name": "admin", "user": {"token": "sha256~PropertyToken0123456789"}}],
+    "users": [{"name": "admin", "user": {"token": "sha256~CanaryKubeTok5a1f93"}}],  # CANARY_KUBE
     "contexts": [{"name": "admin", "context": {"cluster": "fake", "user": "admin"}}],
 }
 _kc_tmp = tempfile.TemporaryDirectory(prefix="okdbench-prop-kubeconfig-")
@@ -239,7 +239,7 @@ def _kubeconfig_file(doc: Any) -> Path:
     return p
 
 
-@SETTINGS
+@settings(max_examples=400, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True, database=None)
 @given(mutated(KUBECONFIG))
 def test_kubeconfig_shapes(doc):
     """Every generated kubeconfig: usable, or one line naming the file and the key — from the
@@ -366,6 +366,7 @@ def test_kubeconfig_pytest_sessions(tmp_path):
         out = outcome["out"]
         assert outcome["rc"] == 4, (path, out[-2000:])
         assert "Traceback" not in out and "INTERNALERROR" not in out, out[-2000:]
+        assert "CanaryKubeTok5a1f93" not in out, out
         lines = [ln for ln in out.splitlines() if ln.strip()]
         assert len(lines) <= 2 and all(len(ln) <= 400 for ln in lines), lines
         assert str(path) in out
@@ -606,3 +607,22 @@ def test_cli_render_reports_every_spec_mistake(mistakes):
     for name in field_errors or mistakes:
         assert SEMANTIC[name][1] + ":" in out, (name, out)
     assert not (d / "out").exists() or not any((d / "out").iterdir())
+
+
+@CLI_SETTINGS
+@given(st.one_of(hostile_text({"username": "admin", "password": CANARY_PULL}), st.binary(max_size=200)))
+def test_vsphere_credentials_file_hostile(data):
+    """The vCenter credentials file: read within the bounds (YAML, else INI lines); a bad one is one
+    line naming the field, and its password never shows."""
+    from plumbing.errors import UserError
+    from provision.vsphere.connect import _read_credentials_file
+
+    d = _case_dir()
+    (d / "creds").write_bytes(data)
+    try:
+        creds = _read_credentials_file(d / "creds")
+    except UserError as exc:
+        assert_one_line(exc)
+        assert "vsphere.credentials.file" in str(exc) and CANARY_PULL not in str(exc)
+        return
+    assert isinstance(creds, dict) and all(isinstance(k, str) and isinstance(v, str) for k, v in creds.items())

@@ -94,9 +94,14 @@ def test_bulk_reading_equals_per_folder_reading_and_isolates_a_corrupt_file(tmp_
     a = plain.samples.astype({"run_id": str, "metric": str}).sort_values(key)["value"].to_numpy()
     b = cat.samples.astype({"run_id": str, "metric": str}).sort_values(key)["value"].to_numpy()
     assert np.array_equal(a, b)
-    # one corrupt Parquet file: only its folder is skipped
+    # one corrupt Parquet file: its run is read from its JSONL (kept after compaction), with a warning
     victim = sorted(tmp_path.glob("*kvm*"))[0]
     (victim / "samples.parquet").write_bytes(b"PAR1 garbage")
+    rs = load_runs([tmp_path], categorical=True)
+    assert len(rs.runs) == 5 and not rs.skipped and len(rs.samples) == 5 * 6
+    assert any(victim.name in w and "JSONL is read instead" in w for w in rs.warnings)
+    # ... and without its JSONL nothing else holds those records: only that folder is skipped
+    (victim / "samples.jsonl").unlink()
     rs = load_runs([tmp_path], categorical=True)
     assert len(rs.runs) == 4 and len(rs.skipped) == 1 and victim.name in rs.skipped[0]
     assert len(rs.samples) == 4 * 6

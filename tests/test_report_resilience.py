@@ -56,7 +56,10 @@ def test_html_shows_the_section_and_the_timeline_chart(corpus):
     assert html.count('id="resilience"') == 1
     assert "A worker power-off cost" in html and 'id="res-migrate"' in html
     chart = html.split('id="resilience"', 1)[1]
-    assert '<svg class="chart"' in chart and "kvm: power-off of worker-0" in chart  # the timeline, drawn inline
+    svg = chart.split('<svg class="chart"', 1)[1].split("</svg>", 1)[0]
+    # the timeline: its title, the axis label, failed requests as crosses, node transitions as labelled lines
+    assert "of worker-" in svg.split("</title>", 1)[0] and "seconds since the disruption" in svg
+    assert 'stroke="#c0392b" stroke-width="1.5"' in svg and "node NotReady" in svg
 
 
 def test_no_resilience_metrics_no_section(tmp_path):

@@ -149,6 +149,9 @@ def test_a_run_whose_criteria_all_errored_reads_as_failed(tmp_path, statuses, ou
     run = load_runs([tmp_path]).runs[0]
     assert run.status == "complete" and run.outcome == outcome
     assert (FAILED_RUN_WARNING in run.warnings) == (outcome == "failed")
+    from okdbench.nightly.runner import _runs_included  # what summary.json's runs_included / failed_runs come from
+
+    assert [r["outcome"] for r in _runs_included(tmp_path)[0]] == [outcome]
 
 
 def test_unreachable_cluster_session_is_a_failed_run_in_report_and_summary(tmp_path):

@@ -8,7 +8,6 @@ from pathlib import Path
 
 from plumbing.errors import UserError
 from provision.audit.rules import KINDS, SEVERITIES, of_kind, severity_rank
-from provision.spec import load_spec
 
 HELP = "audit node VMs on the hypervisor, or check two clusters are comparable"
 DESCRIPTION = """\

@@ -29,7 +29,7 @@ def _cell(text: str) -> str:
 
 
 SECURITY_INTRO = """\
-#### Security rules
+### Security rules
 
 The same read of the hypervisor also judges how each platform isolates and protects the VMs
 (`okdbench audit --spec S --only security`). The `security-audit` criterion fails on `critical`

@@ -111,7 +111,7 @@ def provision(spec: ClusterSpec, workdir: Path, *, insecure: bool = False,
                 raise okd.InstallError(f"no ignition files in {okd.installer_dir(workdir)}; "
                                        "run through provision.lifecycle.provision_cluster (it creates them)")
         (workdir / "serial").mkdir(exist_ok=True)
-        files = render(spec, workdir, dom_type=dom_type, guest_cmdline_extra=guest_cmdline_extra)
+        render(spec, workdir, dom_type=dom_type, guest_cmdline_extra=guest_cmdline_extra)
         _make_reachable(workdir)
         for sub in ("serial", "ignition", "domains"):
             (workdir / sub).chmod(0o755)

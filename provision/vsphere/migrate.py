@@ -7,15 +7,13 @@ task is bounded by lack of progress, so a long vMotion over a busy network is al
 from __future__ import annotations
 
 import logging
-import time
 
-from pyVmomi import vim, vmodl
+from pyVmomi import vim
 
 from provision.spec import ClusterSpec
-from provision.vsphere.connect import connection_guard, session
+from provision.vsphere.connect import session
 from provision.vsphere.inventory import find, paths
-from provision.vsphere.power import PowerError, find_vm
-from provision.vsphere.tasks import TaskFailed, fault_text, wait_tasks
+from provision.vsphere.power import PowerError, find_vm, wait_one
 
 log = logging.getLogger("okdbench.vsphere.migrate")
 
@@ -47,15 +45,7 @@ def migrate(spec: ClusterSpec, vm: str, dest: str, *, insecure: bool = False, st
         if source == dest:
             raise PowerError(f"vsphere {phase} of {vm}: the VM already runs on {dest}; name another host in resilience.migrate_to")
         relocate = vim.vm.RelocateSpec(host=host, pool=host.parent.resourcePool)
-        t0 = time.monotonic()
-        try:
-            with connection_guard(obj, f"starting {phase} of {vm}"):
-                task = obj.RelocateVM_Task(spec=relocate, priority=vim.VirtualMachine.MovePriority.highPriority)
-            wait_tasks({vm: task}, phase, timeout=stall_s, stall=True)
-        except TaskFailed as exc:
-            raise PowerError(f"vsphere {phase} of {vm}: {str(exc).removeprefix(f'vsphere {phase} failed: {vm}: ')}") from None
-        except vmodl.MethodFault as exc:
-            raise PowerError(f"vsphere {phase} of {vm}: vCenter refused: {fault_text(exc)}") from None
-        elapsed = time.monotonic() - t0
+        elapsed = wait_one(obj, vm, phase, lambda o: o.RelocateVM_Task(
+            spec=relocate, priority=vim.VirtualMachine.MovePriority.highPriority), stall_s)
         log.info("vsphere %s of %s: done in %.2f s (from %s)", phase, vm, elapsed, source)
         return elapsed, source

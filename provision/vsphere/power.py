@@ -62,18 +62,24 @@ def run_task(spec: ClusterSpec, vm: str, phase: str, start: Callable[[vim.Virtua
         if before in skip_if:
             log.info("vsphere %s of %s: already %s, nothing to do", phase, vm, before)
             return 0.0
-        t0 = time.monotonic()
-        try:
-            with connection_guard(obj, f"starting {phase} of {vm}"):
-                task = start(obj)
-            wait_tasks({vm: task}, phase, timeout=stall_s, stall=True)
-        except TaskFailed as exc:
-            raise PowerError(f"vsphere {phase} of {vm}: {str(exc).removeprefix(f'vsphere {phase} failed: {vm}: ')}") from None
-        except vmodl.MethodFault as exc:
-            raise PowerError(f"vsphere {phase} of {vm}: vCenter refused: {fault_text(exc)}") from None
-        elapsed = time.monotonic() - t0
+        elapsed = wait_one(obj, vm, phase, start, stall_s)
         log.info("vsphere %s of %s: done in %.2f s (%s -> %s)", phase, vm, elapsed, before, state_of(obj))
         return elapsed
+
+
+def wait_one(obj: vim.VirtualMachine, vm: str, phase: str, start: Callable[[vim.VirtualMachine], vim.Task],
+             stall_s: float) -> float:
+    """Start one task on the VM and wait for it while it progresses; seconds taken, or one PowerError line."""
+    t0 = time.monotonic()
+    try:
+        with connection_guard(obj, f"starting {phase} of {vm}"):
+            task = start(obj)
+        wait_tasks({vm: task}, phase, timeout=stall_s, stall=True)
+    except TaskFailed as exc:
+        raise PowerError(f"vsphere {phase} of {vm}: {str(exc).removeprefix(f'vsphere {phase} failed: {vm}: ')}") from None
+    except vmodl.MethodFault as exc:
+        raise PowerError(f"vsphere {phase} of {vm}: vCenter refused: {fault_text(exc)}") from None
+    return time.monotonic() - t0
 
 
 def power_off(spec: ClusterSpec, vm: str, *, insecure: bool = False) -> float:

@@ -13,7 +13,6 @@ import logging
 from pyVmomi import vim
 
 from provision.spec import ClusterSpec
-from provision.vsphere.inventory import find, paths
 from provision.vsphere.plan import ENCODING_KEY, IGNITION_KEY
 from provision.vsphere.tasks import start_tasks, wait_tasks
 from provision.vsphere.vms import RECONFIGURE_TIMEOUT_S, cluster_vms
@@ -28,11 +27,10 @@ def ignition_value(vm: vim.VirtualMachine) -> str:
 
 
 def clear_ignition(si: vim.ServiceInstance, spec: ClusterSpec) -> list[str]:
-    """Empty the ignition guestinfo keys on this cluster's VMs that still carry them; returns the VM names."""
-    folder = find(si, paths(spec).folder)
-    if not isinstance(folder, vim.Folder):
-        return []
-    todo = {n: vm for n, vm in cluster_vms(si, spec, folder).items() if ignition_value(vm)}
+    """Empty the ignition guestinfo keys on this cluster's VMs that still carry them; returns the VM names.
+
+    The VMs are found by their okdbench marks anywhere in the datacenter, as destroy finds them."""
+    todo = {vm.name: vm for vm in cluster_vms(si, spec).values() if ignition_value(vm)}
     if not todo:
         return []
     cleared = vim.vm.ConfigSpec(extraConfig=[vim.option.OptionValue(key=IGNITION_KEY, value=""),
