@@ -58,6 +58,14 @@ def test_bad_arguments_are_one_line_errors(tmp_path):
 GUEST_CRITERIA = {"guest.boot", "guest.ignition", "guest.nic", "guest.dhcp", "guest.dns"}
 
 
+def _only_foreign_overcommit(criterion: str, detail: str) -> bool:
+    """An audit failure whose only finding is vCPU overcommit counted over more domains than the demo's two."""
+    import re
+
+    m = re.match(r"1 finding on \d+ VM\(s\) \(1 high\): high kvm\.vcpu-overcommit .* in (\d+) domains", detail)
+    return criterion == "platform-audit" and m is not None and int(m.group(1)) > 2
+
+
 @pytest.mark.slow
 @pytest.mark.needs_libvirtd
 def test_short_demo_end_to_end(libvirt_uri, tmp_path):
@@ -90,16 +98,19 @@ def test_short_demo_end_to_end(libvirt_uri, tmp_path):
     crit = runs.criteria
     ran = crit[crit["status"] != "skipped"]
     # Every criterion that applies passed, bar one: the audit flags kvm-default's libvirt defaults.
-    unexpected = [f for f in result.failures if not f.expected]
+    # On a shared host, other VMs running at the same time make the audit's overcommit rule fire
+    # on kvm-tuned too: that is the audit being right about the host, not a demo failure.
+    foreign = [f for f in result.failures if _only_foreign_overcommit(f.criterion, f.detail)]
+    unexpected = [f for f in result.failures if not f.expected and f not in foreign]
     assert not unexpected, [(f.label, f.criterion, f.detail) for f in unexpected]
     assert set(ran["status"]) <= {"passed", "failed"}
     for f in result.failures:
         if f.criterion == "security-audit":  # a host without SELinux/AppArmor: no VM is confined
             assert "kvm.svirt" in f.detail, f.detail
             continue
-        assert f.label == "kvm-default" and f.criterion == "platform-audit" and "kvm.cpu-model" in f.detail
+        assert f in foreign or (f.label == "kvm-default" and f.criterion == "platform-audit" and "kvm.cpu-model" in f.detail)
     tuned = crit[(crit["platform"] == "kvm-tuned") & (crit["criterion"] != "security-audit")]
-    assert (tuned["status"] != "failed").all()
+    assert all(s != "failed" or _only_foreign_overcommit(c, d) for c, s, d in zip(tuned["criterion"], tuned["status"], tuned["detail"]))
     for label in demo.LABELS:
         passed = set(crit[(crit["platform"] == label) & (crit["status"] == "passed")]["criterion"])
         assert GUEST_CRITERIA <= passed

@@ -6,8 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
-# Chosen so that the report reaches a verdict on a guest metric (etcd under write load) within
-# ~10 minutes on an idle 2-core machine under emulation; see README "Quick start".
+# Aimed at a verdict on a guest metric (etcd under write load) within ~10 minutes on an idle
+# 2-core machine under emulation; what was measured on a shared machine is in README "Quick start".
 DEFAULT_RUNS, DEFAULT_REPEAT = 4, 2
 
 HELP = "run the whole pipeline on local VMs (no OKD, no vCenter needed) and print the report path"
