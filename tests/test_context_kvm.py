@@ -8,6 +8,7 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -108,11 +109,16 @@ def test_suites_run_under_a_host_cpu_burner_records_vcpu_delay_and_is_flagged(li
     results = tmp_path / "results"
     env = dict(os.environ, OKDBENCH_WORKDIR=str(vmroot / "work"))
     burner = hostload.start()
+    stop = threading.Event()
+    pinner = threading.Thread(target=pin_to_cpu0, args=(burner.pid, NAME, stop), daemon=True)
+    pinner.start()
     try:
         proc = subprocess.run([sys.executable, "-m", "pytest", "suites/test_guest_boot.py", "--platform=kvm", "--label=kvm-loaded",
                                f"--spec={spec_path}", f"--results-dir={results}", "--context-interval=1",
                                "-p", "no:cacheprovider", "-q"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
     finally:
+        stop.set()
+        pinner.join()
         hostload.stop(burner)
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
     runs = load_runs([results])
@@ -122,7 +128,10 @@ def test_suites_run_under_a_host_cpu_burner_records_vcpu_delay_and_is_flagged(li
     wait = ctx[ctx["metric"] == "context.hv.cpu.wait"]
     assert [lab["node"] for lab in wait["labels"]] == ["worker-0"]
     print(f"vCPU delay of the guest under the burner: {wait['value'].iloc[0]:.1%}")
-    assert wait["value"].iloc[0] > 0.05
+    # Burner and guest share host CPU 0: the vCPU queues behind the burner (unpinned, an idle 2-CPU
+    # host let the vCPU keep a CPU to itself: 3-7 %), so the run is contended whatever the host.
+    delay = float(wait["value"].iloc[0])
+    assert 0.05 < delay <= 1
     assert {"context.host.cpu.busy", "context.host.vcpu_ratio", "context.host.other_vms"} <= set(ctx["metric"])
     assert "hypervisor side not captured" not in " ".join(runs.runs[0].warnings)
 
@@ -132,7 +141,23 @@ def test_suites_run_under_a_host_cpu_burner_records_vcpu_delay_and_is_flagged(li
     assert main(["report", str(results), "--baseline", "quiet", "--candidate", "kvm-loaded", "--out", str(out)]) == 0
     html = out.read_text()
     run_id = runs.runs[0].run_id
-    assert 'id="conditions"' in html and "1 contended run(s)" in html and run_id in html
+    assert 'id="conditions"' in html and "1 contended run" in html and run_id in html
+
+
+def pin_to_cpu0(burner_pgid: int, name: str, stop: threading.Event) -> None:
+    """Keep the burner's processes and every thread of the guest's QEMU on host CPU 0."""
+    while not stop.wait(0.2):
+        for pid in os.listdir("/proc"):
+            if not pid.isdigit():
+                continue
+            try:
+                cmd = Path(f"/proc/{pid}/cmdline").read_bytes()
+                mine = os.getpgid(int(pid)) == burner_pgid or (b"qemu" in cmd and f"guest={name}".encode() in cmd)
+                if mine:
+                    for tid in os.listdir(f"/proc/{pid}/task"):
+                        os.sched_setaffinity(int(tid), {0})
+            except (OSError, ProcessLookupError):
+                continue
 
 
 def write_quiet_run(results: Path) -> None:
