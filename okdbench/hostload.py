@@ -23,6 +23,10 @@ CGROUP = Path("/sys/fs/cgroup/okdbench-hostload")
 
 
 def _into_cgroup(pid: int) -> bool:
+    # Only a cgroup v2 root takes a new group by mkdir; on a v1 host /sys/fs/cgroup is a tmpfs where
+    # mkdir makes a plain folder and "cgroup.procs" a plain file that proves nothing.
+    if not (CGROUP.parent / "cgroup.controllers").exists():
+        return False
     try:
         CGROUP.mkdir(exist_ok=True)
         (CGROUP / "cgroup.procs").write_text(f"{pid}\n")
