@@ -76,7 +76,7 @@ def test_soak_tracker_counts_restart_increases_in_openshift_namespaces():
 
 def test_images_defaults_env_and_option():
     defaults = default_images()
-    assert set(defaults) == {"pause", "fio", "iperf3", "nodejs-builder", "nodejs-base", "web"}
+    assert set(defaults) == {"pause", "fio", "iperf3", "nodejs-builder", "nodejs-base", "web", "prober"}
     env = {"OKDBENCH_IMAGE_NODEJS_BUILDER": "mirror.example.com/nodejs:20"}
     images = resolve_images(["fio=mirror.example.com/etcd-perf:1"], environ=env)
     assert images["nodejs-builder"] == "mirror.example.com/nodejs:20"

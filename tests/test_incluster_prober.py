@@ -1,0 +1,125 @@
+"""The in-cluster prober: its log parser (pure), its Job template, and its script run for real
+(sh, curl, date) against an HTTP server on loopback."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from suites.probe_log import MAX_LINE, parse
+from suites.workloads import render
+
+GOOD = ("okdbench-probe 1 1764800000123456789 0 200 0.004512\n"
+        "okdbench-probe 1 1764800000323456789 28 000 2.001234\n"
+        "okdbench-probe 1 1764800000523456789 0 503 0.010000\n"
+        "okdbench-probe 1 1764800000723456789 7 000 0.000311\n"
+        "okdbench-probe 1 1764800000923456789 0 302 0.003000\n")
+
+
+def test_parse_good_lines():
+    log = parse(GOOD)
+    assert (log.skipped, log.truncated, log.messages) == (0, False, [])
+    assert [(p.ok, p.detail) for p in log.probes] == [(True, "200"), (False, "Timeout"), (False, "503"),
+                                                    (False, "ConnectFailed"), (True, "302")]
+    assert log.probes[0].t == pytest.approx(1764800000.123456789)
+    assert log.probes[1].latency_ms == pytest.approx(2001.234)
+
+
+def test_parse_skips_and_counts_garbage_without_crashing():
+    text = ("I1203 12:00:00 some runtime warning\n"
+            "okdbench-prober: curl is not in the image\n"
+            "okdbench-probe 1 1764800000123456789 0 200\n"              # a field short
+            "okdbench-probe 2 1764800000123456789 0 200 0.1\n"          # a version this parser does not know
+            "okdbench-probe 1 -5 0 200 0.1\n"                           # not an epoch
+            "okdbench-probe 1 1764800000123456789 0 20x 0.1\n"
+            "okdbench-probe 1 1764800000123456789 0 200 nan\n"
+            "okdbench-probe 1 1764800000123456789 0 200 1e400\n"
+            "okdbench-probe 1 0 0 200 0.1\n"
+            "\n\r\n"
+            + GOOD.splitlines(keepends=True)[0].replace("\n", "\r\n"))  # CRLF is fine
+    log = parse(text)
+    assert len(log.probes) == 1 and log.probes[0].ok
+    assert log.skipped == 8 and log.messages == ["okdbench-prober: curl is not in the image"]
+
+
+def test_parse_non_utf8_truncated_and_huge_lines():
+    raw = (b"okdbench-probe 1 1764800000123456789 0 200 0.0045\xff\xfe\n"     # bytes that are not UTF-8
+           + b"\x00\x80garbage\n"
+           + b"okdbench-probe 1 " + b"9" * 100_000 + b" 0 200 0.1\n"           # a huge line
+           + GOOD.encode()
+           + b"okdbench-probe 1 1764800001123456789 0 2")                      # cut by limitBytes
+    log = parse(raw)
+    assert len(log.probes) == 5 and log.truncated
+    assert log.skipped == 4
+    assert parse("x" * (MAX_LINE + 1) + "\n").skipped == 1
+    assert parse("").probes == [] and not parse("").truncated
+    # Thousands of diagnostics: only the first few are kept.
+    assert len(parse("okdbench-prober: oops\n" * 5000).messages) == 3
+
+
+def _script_and_env(url: str, max_probes: int, interval_s: float = 0.02, timeout_s: float = 1.0) -> tuple[list[str], dict]:
+    job = render("resilience-prober-job", name="p", namespace="ns", image="img", url=url,
+                 interval_ns=int(interval_s * 1e9), timeout_s=timeout_s, max_probes=max_probes, deadline_s=60,
+                 avoid_nodes=["w0"])
+    container = job["spec"]["template"]["spec"]["containers"][0]
+    env = {e["name"]: e["value"] for e in container["env"]}
+    env["PATH"] = os.environ["PATH"]  # nothing else from this machine (no proxy settings)
+    return container["command"], env
+
+
+def test_job_template_avoids_the_targets_and_tolerates_masters():
+    job = render("resilience-prober-job", name="p", namespace="ns", image="img", url="http://s.ns.svc:8080/",
+                 interval_ns=200_000_000, timeout_s=2.0, max_probes=10, deadline_s=99, avoid_nodes=["w0", "m1"])
+    spec = job["spec"]["template"]["spec"]
+    term = spec["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"][0]
+    assert term["matchExpressions"] == [{"key": "kubernetes.io/hostname", "operator": "NotIn", "values": ["w0", "m1"]}]
+    assert {t["key"] for t in spec["tolerations"]} == {"node-role.kubernetes.io/master",
+                                                       "node-role.kubernetes.io/control-plane"}
+    assert job["spec"]["activeDeadlineSeconds"] == 99 and job["spec"]["backoffLimit"] == 0
+    assert spec["restartPolicy"] == "Never"
+
+
+class _Answers(BaseHTTPRequestHandler):
+    codes: list[int] = []
+
+    def log_message(self, *_a) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        code = self.codes.pop(0) if self.codes else 200
+        self.send_response(code)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+
+def test_the_script_runs_paced_bounded_and_its_output_parses():
+    _Answers.codes = [200, 503, 200]
+    srv = ThreadingHTTPServer(("127.0.0.1", 0), _Answers)
+    threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+    try:
+        argv, env = _script_and_env(f"http://127.0.0.1:{srv.server_address[1]}/", max_probes=5)
+        proc = subprocess.run(argv, env=env, capture_output=True, timeout=120)
+    finally:
+        srv.shutdown()
+        srv.server_close()
+    assert proc.returncode == 0, proc.stderr
+    log = parse(proc.stdout)
+    assert (log.skipped, log.truncated) == (0, False)
+    assert [p.detail for p in log.probes] == ["200", "503", "200", "200", "200"]  # stops at max_probes
+    starts = [p.t for p in log.probes]
+    assert all(b > a for a, b in zip(starts, starts[1:]))
+
+
+def test_the_script_records_refused_connections():
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    argv, env = _script_and_env(f"http://127.0.0.1:{port}/", max_probes=2)
+    proc = subprocess.run(argv, env=env, capture_output=True, timeout=120)
+    assert proc.returncode == 0
+    assert [(p.ok, p.detail) for p in parse(proc.stdout).probes] == [(False, "ConnectFailed")] * 2
