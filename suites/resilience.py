@@ -99,6 +99,12 @@ def analyse(disruption: str, node: str, vm: str, t0: float, t_end: float, probes
     return out
 
 
+def max_probes(cfg, events: int) -> int:
+    """Both probers' bound (cfg: provision.spec.Resilience): each event's longest observation
+    (recover_s + settle_s + freeze_s) + 60 s, at the probe pace."""
+    return int(events * (cfg.thresholds.recover_s + cfg.settle_s + cfg.freeze_s + 60) / cfg.probe_interval_s)
+
+
 def problems(out: Outcome, thresholds) -> list[str]:
     """Why this outcome fails the criterion (thresholds: provision.spec.ResilienceThresholds)."""
     found = list(out.problems)

@@ -3,7 +3,9 @@ migration) and measure, from the cluster's and the clients' side, how long the a
 
 A Deployment (spec.resilience.replicas, spread across workers, readiness probe) behind a Service
 and a Route is probed from this machine through the ingress while one worker VM is disrupted at
-a time (a master too with --disrupt-masters). Node and pod transitions come from watches.
+a time (a master too with --disrupt-masters). Node and pod transitions come from watches. A Job on
+a node that is not disrupted probes the Service directly (suites/incluster_prober.py); its numbers
+are recorded beside the ingress ones (`incluster_*`), the ingress prober's drive the criterion.
 """
 
 from __future__ import annotations
@@ -16,9 +18,10 @@ import pytest
 from provision.base import platform_module
 from results.timeline import Timeline, write_timeline
 from suites.disrupt import run_disruption
+from suites.incluster_prober import SAMPLES, InClusterProber, deadline_s
 from suites.kube import KubeError, path_for
 from suites.prober import Prober
-from suites.resilience import problems, vm_for_node
+from suites.resilience import Outcome, max_probes, problems, vm_for_node
 from suites.routes import https_get, ingress_ca, route_host
 from suites.transitions import Recorder
 from suites.workers import node_role
@@ -72,13 +75,14 @@ def test_resilience(openshift, namespace, spec, okdbench_config, suite_options, 
     kube.create(path_for("apps/v1", "deployments", namespace),
                 render("resilience-deployment", name=name, namespace=namespace, replicas=cfg.replicas, role="worker",
                        image=suite_options.images["web"]))
-    kube.create(path_for("v1", "services", namespace), render("resilience-service", name=name, namespace=namespace))
+    service = kube.create(path_for("v1", "services", namespace), render("resilience-service", name=name, namespace=namespace))
     kube.create(path_for("route.openshift.io/v1", "routes", namespace),
                 render("resilience-route", name=name, namespace=namespace))
     nodes = [n["metadata"]["name"] for n in kube.list(path_for("v1", "nodes"))]
     recorder = Recorder(kube, namespace, name, nodes).start()
-    prober = None
+    prober = incluster = None
     outcomes = []
+    inside: dict[int, Outcome] = {}  # index in outcomes -> the in-cluster prober's Outcome
     try:
         if not recorder.wait(lambda: recorder.ready_pods() >= cfg.replicas, suite_options.workload_timeout):
             fail_with_evidence(f"{recorder.ready_pods()}/{cfg.replicas} replicas Ready after "
@@ -102,9 +106,17 @@ def test_resilience(openshift, namespace, spec, okdbench_config, suite_options, 
         if "migrate" in kinds and not cfg.migrate_to:
             kinds.remove("migrate")
             note("migrate skipped: resilience.migrate_to names no second host")
-        prober = Prober(fetch, cfg.probe_interval_s, max_probes=int(
-            len(targets) * len(kinds) * (cfg.thresholds.recover_s + cfg.settle_s + cfg.freeze_s + 60) / cfg.probe_interval_s),
-            name="resilience-prober").start()
+        bound = max_probes(cfg, len(targets) * len(kinds))
+        incluster = InClusterProber(kube, namespace, render(
+            "resilience-prober-job", name=f"{name}-prober", namespace=namespace, image=suite_options.images["prober"],
+            url=f"http://{name}.{namespace}.svc:{service['spec']['ports'][0]['port']}/",
+            interval_ns=int(cfg.probe_interval_s * 1e9), timeout_s=cfg.probe_timeout_s, max_probes=bound,
+            deadline_s=deadline_s(bound, cfg.probe_interval_s, suite_options.workload_timeout),
+            avoid_nodes=[node for _, node, _ in targets]), bound)
+        why = incluster.start(suite_options.workload_timeout)
+        if why:
+            note(f"in-cluster prober not measured: {why}; the ingress measurements stand")
+        prober = Prober(fetch, cfg.probe_interval_s, max_probes=bound, name="resilience-prober").start()
         for role, node, vm in targets:
             for kind in kinds:
                 if not recorder.wait(lambda: recorder.node_ready.get(node, True) and recorder.ready_pods() >= cfg.replicas,
@@ -114,6 +126,16 @@ def test_resilience(openshift, namespace, spec, okdbench_config, suite_options, 
                 outcomes.append((role, out))
                 for suffix, (value, unit) in out.metrics().items():
                     record(f"resilience.{kind}.{suffix}", value, unit, node=node, vm=vm, role=role, disruption=kind)
+                if not why:
+                    inc, why = incluster.measure(out, cfg.probe_interval_s, cfg.replicas)
+                    if why:
+                        note(f"in-cluster prober: {why}; the ingress measurements stand")
+                    else:
+                        inside[len(outcomes) - 1] = inc
+                        for suffix, (value, unit) in inc.metrics().items():
+                            if suffix in SAMPLES:
+                                record(f"resilience.{kind}.incluster_{suffix}", value, unit, node=node, vm=vm,
+                                       role=role, disruption=kind, prober="incluster")
                 with recorder.changed:
                     transitions = list(recorder.transitions)
                 t0 = out.t0
@@ -129,13 +151,19 @@ def test_resilience(openshift, namespace, spec, okdbench_config, suite_options, 
     finally:
         if prober is not None:
             prober.stop()
+        if incluster is not None:
+            incluster.stop()
         watch_errors = recorder.stop()
         try:
             kube.delete(path_for("apps/v1", "deployments", namespace, name))
         except KubeError as exc:
             log.warning("could not delete deployment %s: %s", name, exc)
-    for role, out in outcomes:
-        note(f"{out.disruption} {role}: {out.unavailable_s:.1f}s unavailable, {out.errors}/{out.requests} failed")
+    for i, (role, out) in enumerate(outcomes):
+        inc = inside.get(i)
+        also = f" (in cluster: {inc.unavailable_s:.1f}s, {inc.errors}/{inc.requests} failed)" if inc else ""
+        note(f"{out.disruption} {role}: {out.unavailable_s:.1f}s unavailable, {out.errors}/{out.requests} failed{also}")
+    if incluster is not None and incluster.skipped:
+        note(f"in-cluster prober: {incluster.skipped} malformed log line(s) skipped")
     found = [p for _, out in outcomes for p in problems(out, cfg.thresholds)]
     if watch_errors:
         found.append(f"watch failed: {watch_errors[0]}")
