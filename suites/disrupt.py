@@ -49,7 +49,8 @@ def _act(kind: str, spec: Any, vm: str, node: str, recorder: Recorder, insecure:
     elif kind == "power-off":
         base.power_off(spec, vm, insecure=insecure)
         # Off until the cluster noticed and ran the lost replica elsewhere (or its own timers ran out).
-        moved = recorder.wait(lambda: not recorder.node_ready.get(node, True) and recorder.ready_pods() >= cfg.replicas,
+        # Counted off the node: its NotReady may arrive before its pods' Ready=False does.
+        moved = recorder.wait(lambda: not recorder.node_ready.get(node, True) and recorder.ready_pods(off=node) >= cfg.replicas,
                               cfg.thresholds.recover_s)
         log.info("resilience: %s %s; powering it on", node,
                  "NotReady and its pods run elsewhere" if moved else f"not recovered within {cfg.thresholds.recover_s:.0f} s")

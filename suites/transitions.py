@@ -83,9 +83,10 @@ class Recorder:
         if before != ready and (before is not None or ready):
             self._add("pod", name, "Ready" if ready else "NotReady")
 
-    def ready_pods(self) -> int:
+    def ready_pods(self, off: str | None = None) -> int:
+        """Ready pods; with off=node, only those running elsewhere."""
         with self.changed:
-            return sum(self.pod_ready.values())
+            return sum(ready for pod, ready in self.pod_ready.items() if off is None or self.pod_node.get(pod) != off)
 
     def wait(self, predicate, timeout_s: float) -> bool:
         """Until predicate() holds (re-checked on every event); False at the timeout."""
