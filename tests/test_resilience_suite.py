@@ -4,14 +4,17 @@ cluster whose kubelet follows that domain, and the prober going through the fake
 The domain boots no OS (SeaBIOS finds no disk and waits): power, pause and reset act on it for
 real and cost nothing. A libvirt event loop in this process plays the node's kubelet: when the
 domain stops, pauses or resets, the node's pods stop answering at once (the router's endpoint
-times out), the node controller marks the node NotReady after a grace period and evicts its
-pods; when it runs again the node turns Ready. The suite runs unchanged, in a subprocess.
+times out, the Service's connections hang), the node controller marks the node NotReady after a
+grace period and evicts its pods; when it runs again the node turns Ready. The suite runs
+unchanged, in a subprocess; its in-cluster prober Job's script runs for real (sh, curl) against
+the fake's Service network.
 """
 
 from __future__ import annotations
 
 import os
 import threading
+import time
 
 import pytest
 import yaml
@@ -26,7 +29,9 @@ from tests.support.fakekube import run_suites
 
 PREFIX = "resilience16"
 GRACE_S = 0.5  # the scripted node-monitor-grace-period
-REBOOT_S = 2.0  # how long a reset node stays silent (well beyond the grace period, even on a loaded machine)
+REBOOT_S = 2.0  # how long a reset node stays silent after the cluster noticed
+FALLBACK_S = 2.0  # the grace period's end when no in-cluster request reached the silent node (below freeze_s)
+PROBE_TIMEOUT_S = 1.0
 
 
 class Kubelet:
@@ -37,18 +42,32 @@ class Kubelet:
         self.down_since: float | None = None
         self.lock = threading.Lock()
 
-    def down(self) -> None:
+    def down(self, then_up: bool = False) -> None:
         with self.lock:
             self.fc.workloads.silent_nodes.add(self.node)
             self.epoch = getattr(self, "epoch", 0) + 1
             epoch = self.epoch
-        self.fc.at(GRACE_S, lambda: self._notice(epoch))
+            picks = self.fc.workloads.picks.get(self.node, 0)
+        # A node with no replica left (evicted by an earlier disruption) has nothing to wait for.
+        started = time.monotonic() - (0 if self._has_replica() else FALLBACK_S)
+        self.fc.at(GRACE_S, lambda: self._notice(epoch, picks, started, then_up))
 
-    def _notice(self, epoch: int) -> None:
+    def _has_replica(self) -> bool:
+        return any(p["spec"].get("nodeName") == self.node and p["status"].get("phase") == "Running"
+                   and "app" in (p["metadata"].get("labels") or {}) for p in self.fc.list("pods"))
+
+    def _notice(self, epoch: int, picks: int, started: float, then_up: bool) -> None:
         with self.lock:
             if self.epoch != epoch or self.node not in self.fc.workloads.silent_nodes:
                 return
+        # Not before the in-cluster prober sent a connection to the silent node (the Service's
+        # round robin does within 3 requests): its failure is then certain, not a race with the clock.
+        if self.fc.workloads.picks.get(self.node, 0) == picks and time.monotonic() - started < FALLBACK_S:
+            self.fc.at(0.02, lambda: self._notice(epoch, picks, started, then_up))
+            return
         self.fc.workloads.node_down(self.node)
+        if then_up:  # a reset node reboots for REBOOT_S after the cluster noticed
+            self.fc.at(REBOOT_S, self.up)
 
     def up(self) -> None:
         with self.lock:
@@ -57,8 +76,7 @@ class Kubelet:
         self.fc.workloads.node_up(self.node)
 
     def reset(self) -> None:
-        self.down()
-        self.fc.at(REBOOT_S, self.up)
+        self.down(then_up=True)
 
 
 @pytest.fixture
@@ -119,8 +137,9 @@ def test_resilience_suite_disrupts_the_vm_and_measures_the_cluster(fake_cluster,
             "network": {"machine_cidr": "198.18.16.0/24"},
             "nodes": [{"role": "worker", "count": 3, "vcpu": 1, "memory": "1GiB", "disk": "1GiB"}],
             "kvm": {"uri": libvirt_uri, "kernel": "/k", "initrd": "/i", "domain_type": "qemu"},
-            "resilience": {"disruptions": ["freeze", "reset", "power-off", "migrate"], "freeze_s": 3.0,
-                           "probe_interval_s": 0.05, "settle_s": 1.0, "vms": {worker: dom.name()}}}
+            "resilience": {"disruptions": ["power-off", "freeze", "reset", "migrate"], "freeze_s": 3.0,
+                           "probe_interval_s": 0.1, "probe_timeout_s": PROBE_TIMEOUT_S, "settle_s": 1.0,
+                           "vms": {worker: dom.name()}}}
     spec_file = tmp_path / "spec.yaml"
     spec_file.write_text(yaml.safe_dump(spec))
     try:
@@ -150,6 +169,34 @@ def test_resilience_suite_disrupts_the_vm_and_measures_the_cluster(fake_cluster,
     # Power-off: the lost replica ran elsewhere before the VM came back (the pod was evicted).
     pod_states = [s for _, k, _n, s in timelines["power-off"].transitions if k == "pod"]
     assert "Deleted" in pod_states and pod_states.count("Ready") >= 1
+    _assert_incluster(fc, run, worker, timelines)
+
+
+def _assert_incluster(fc, run, worker: str, timelines: dict) -> None:
+    """The in-cluster prober's samples say what the Service network really did during each event."""
+    ran = [s for s in fc.processes.started if "okdbench-probe 1" in " ".join(s.argv)]
+    assert len(ran) == 1 and ran[0].node and ran[0].node != worker  # away from the disrupted node
+    for kind, tl in timelines.items():
+        errors = run.samples(f"resilience.{kind}.incluster_errors")
+        assert len(errors) == 1, run.detail("resilience")
+        labels = errors["labels"].iloc[0]
+        assert (labels["prober"], labels["node"], labels["disruption"]) == ("incluster", worker, kind)
+        # Ground truth: the connections the Service sent to the silent node, which hung until curl gave up.
+        t_end = tl.t0 + max(t for t, *_ in tl.probes)
+        hung = [r for r in fc.service_network.log if r.outcome != "ok" and tl.t0 - 1 <= r.t <= t_end + 1]
+        assert errors["value"].iloc[0] == len(hung), (kind, hung)
+        # The first disruption hits a node that runs a replica (later ones may find it evicted).
+        assert hung or kind != "power-off"
+        unavailable = run.samples(f"resilience.{kind}.incluster_unavailable_s")["value"].iloc[0]
+        downtime = run.samples(f"resilience.{kind}.incluster_downtime_ms")["value"].iloc[0]
+        if hung:  # each lasted until curl gave up
+            assert unavailable >= PROBE_TIMEOUT_S and downtime >= (PROBE_TIMEOUT_S - 0.1) * 1000, (kind, unavailable, downtime)
+        else:
+            assert (unavailable, downtime) == (0.0, 0.0)
+        assert run.samples(f"resilience.{kind}.incluster_p99_ms")["value"].iloc[0] > 0
+    assert fc.processes.alive() == []  # the Job was deleted and its pod with it
+    assert any(r.method == "DELETE" and r.path.endswith(f"/jobs/{ran[0].pod.rsplit('-', 1)[0]}")
+               and "propagationPolicy=Background" in r.query for r in fc.requests)
 
 
 def _probes(t0: float, fails: list[tuple[float, float]], until: float, step: float = 0.1) -> list[Probe]:

@@ -7,8 +7,9 @@ merge- and JSON-patch/delete, label and field selectors, chunked watch streams w
 resourceVersion, bookmarks and 410 Gone after compaction, subresources (pods/log, status,
 CSR approval, buildconfigs/instantiate[binary], builds/log). Controllers play scheduler,
 kubelet, job controller and build controller on a clock (`Timings`); fio and iperf3 pods print
-their tools' JSON from a per-node performance table (`NodePerf`). A router serves *.apps routes
-(console, thanos-querier's Prometheus API) with a separate ingress CA.
+their tools' JSON from a per-node performance table (`NodePerf`); the resilience suite's prober Job
+runs for real (sh, curl) against a Service network on loopback (services.py, processes.py). A router
+serves *.apps routes (console, thanos-querier's Prometheus API) with a separate ingress CA.
 
 Objects come from tests/data/real-objects (see scenarios.py); scripted changes and faults:
 

@@ -21,10 +21,12 @@ import yaml
 from tests.fakekube.certs import CertificateAuthority, csr_pem
 from tests.fakekube.controllers import Controllers, set_condition
 from tests.fakekube.objects import real
+from tests.fakekube.processes import Processes
 from tests.fakekube.programs import DEFAULT_PROGRAMS, Program
 from tests.fakekube.resources import Registry, Resource
 from tests.fakekube.router import RouterServer
 from tests.fakekube.server import Api, ApiHTTPServer, Faults, LoggedRequest
+from tests.fakekube.services import ServiceNetwork
 from tests.fakekube.store import ApiError, Store, now_rfc3339
 from tests.fakekube.workloads import Workloads
 
@@ -97,6 +99,8 @@ class FakeCluster:
         self.api = Api(self)
         self.controllers = Controllers(self)
         self.workloads = Workloads(self)
+        self.processes = Processes(self)
+        self.service_network = ServiceNetwork(self)
 
         self.ca = CertificateAuthority("fakekube-apiserver-ca")
         leaf = self.ca.issue("kube-apiserver", dns=["localhost", "kubernetes.default.svc"], ips=["127.0.0.1"])
@@ -117,7 +121,7 @@ class FakeCluster:
     # ------------------------------------------------------------ lifecycle
 
     def start(self) -> "FakeCluster":
-        for srv in filter(None, (self.server, self.router)):
+        for srv in filter(None, (self.server, self.router, self.service_network)):
             t = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True, name=f"fakekube-{srv.server_address[1]}")
             t.start()
             self._threads.append(t)
@@ -128,9 +132,11 @@ class FakeCluster:
         for t in self._timers:
             t.cancel()
         self.server.stopping.set()
+        self.service_network.stopping.set()
+        self.processes.stop()
         with self.store.changed:
             self.store.changed.notify_all()
-        for srv in filter(None, (self.server, self.router)):
+        for srv in filter(None, (self.server, self.router, self.service_network)):
             srv.shutdown()
             srv.server_close()
 
@@ -342,7 +348,13 @@ class FakeCluster:
     def subresource(self, method: str, res: Resource, ns, name, sub: str, query: dict, payload, body: bytes):
         if sub == "log" and method == "GET":
             self.store.get(res, ns, name)
-            return 200, self.logs.get((ns, name), "")
+            text = self.logs.get((ns, name), "")
+            if query.get("tailLines", "").isdigit():  # the kubelet: the last N lines, then at most limitBytes
+                lines = text.splitlines(keepends=True)
+                text = "".join(lines[len(lines) - min(len(lines), int(query["tailLines"])):])
+            if query.get("limitBytes", "").isdigit():
+                text = text.encode()[:int(query["limitBytes"])].decode("utf-8", "replace")
+            return 200, text
         if sub == "instantiatebinary" and method == "POST":
             # The builder would unpack this archive: refuse what it could not read.
             try:

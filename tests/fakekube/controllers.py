@@ -48,6 +48,23 @@ def set_condition(obj: dict, type_: str, status: str, reason: str = "", message:
     conds.append(c)
 
 
+def _affine(labels: dict, pod_spec: dict) -> bool:
+    """Required node affinity: some nodeSelectorTerm whose matchExpressions all hold (In, NotIn,
+    Exists, DoesNotExist; the scheduler's semantics)."""
+    required = (((pod_spec.get("affinity") or {}).get("nodeAffinity") or {})
+                .get("requiredDuringSchedulingIgnoredDuringExecution") or {})
+    terms = required.get("nodeSelectorTerms") or []
+    if not terms:
+        return True
+
+    def holds(e: dict) -> bool:
+        key, op, values = e.get("key"), e.get("operator"), e.get("values") or []
+        return {"In": key in labels and labels[key] in values, "NotIn": labels.get(key) not in values,
+                "Exists": key in labels, "DoesNotExist": key not in labels}.get(op, False)
+
+    return any(all(holds(e) for e in t.get("matchExpressions") or []) for t in terms)
+
+
 class Controllers:
     def __init__(self, cluster: "FakeCluster"):
         self.c = cluster
@@ -82,7 +99,7 @@ class Controllers:
             ready = any(c["type"] == "Ready" and c["status"] == "True" for c in n.get("status", {}).get("conditions", []))
             if not ready or n.get("spec", {}).get("unschedulable"):
                 continue
-            if all(labels.get(k) == v for k, v in selector.items()):
+            if all(labels.get(k) == v for k, v in selector.items()) and _affine(labels, spec):
                 ok.append(n["metadata"]["name"])
         if not ok:
             return None
@@ -148,6 +165,9 @@ class Controllers:
         prog = self._program(pod)
         if prog is not None:
             self.c.logs[(ns, name)] = prog.log
+            if prog.live:
+                self.c.processes.run(pod)
+                return  # its exit ends the pod
         run_to_completion = pod["spec"].get("restartPolicy", "Always") != "Always"
         if (prog is not None or run_to_completion) and not pod["metadata"].get("annotations", {}).get("openshift.io/build.name"):
             run_s = prog.run_s if prog and prog.run_s is not None else self.c.timings.job_run_s
@@ -204,6 +224,17 @@ class Controllers:
 
         self.c.store.mutate(self.c.res("jobs"), ns, name, active)
         self.c.store.create(self.c.res("pods"), ns, template)
+
+    def delete_dependents(self, owner: dict) -> None:
+        """The garbage collector for propagationPolicy Background/Foreground: the owner's pods go too."""
+        uid = owner["metadata"].get("uid")
+        ns = owner["metadata"].get("namespace")
+        for pod in self.c.list("pods", ns):
+            if any(o.get("uid") == uid for o in pod["metadata"].get("ownerReferences", [])):
+                try:
+                    self.c.store.delete(self.c.res("pods"), ns, pod["metadata"]["name"])
+                except ApiError:
+                    pass
 
     def _finish_job(self, ns: str, name: str, phase: str) -> None:
         def apply(j: dict) -> None:

@@ -1,7 +1,9 @@
 """What run-to-completion workload pods "print": fio and iperf3 JSON in the tools' own layout.
 
 The fake recognises a workload by its command line, as a kubelet would just run it; values come
-from the cluster's per-node performance table so tests know what the suites must report.
+from the cluster's per-node performance table so tests know what the suites must report. The
+resilience suite's in-cluster prober is not imitated: its shell script runs for real
+(tests/fakekube/processes.py) against the fake's Service network.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ class ProgramResult:
     log: str
     exit_code: int = 0
     run_s: float | None = None  # None: the cluster's default job run time; inf: runs until deleted
+    live: bool = False  # the command runs for real (processes.py): its output is the log, its exit ends the pod
 
 
 Program = Callable[["FakeCluster", dict], "ProgramResult | None"]
@@ -103,4 +106,12 @@ def iperf3(cluster: "FakeCluster", pod: dict) -> ProgramResult | None:
     return ProgramResult(json.dumps(out, indent=2) + "\n")
 
 
-DEFAULT_PROGRAMS: list[Program] = [fio, iperf3]
+def incluster_prober(cluster: "FakeCluster", pod: dict) -> ProgramResult | None:
+    """suites/workloads/resilience-prober-job.yaml.j2: `sh -c <script>` printing okdbench-probe lines."""
+    argv = _argv(pod)
+    if len(argv) == 3 and argv[0].rsplit("/", 1)[-1] == "sh" and argv[1] == "-c" and "okdbench-probe 1" in argv[2]:
+        return ProgramResult("", run_s=float("inf"), live=True)
+    return None
+
+
+DEFAULT_PROGRAMS: list[Program] = [fio, iperf3, incluster_prober]

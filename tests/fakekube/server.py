@@ -319,6 +319,8 @@ class Api:
             return 200, self.patch(res, ns, name, payload, ctype)
         if method == "DELETE" and name:
             obj = self.store.delete(res, ns, name)
+            if query.get("propagationPolicy") in ("Background", "Foreground"):
+                c.controllers.delete_dependents(obj)
             return 200, {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
                          "details": {"name": name, "group": res.group, "kind": res.plural, "uid": obj["metadata"]["uid"]}}
         raise ApiError(405, "MethodNotAllowed", f"{method} {path} is not supported")

@@ -6,8 +6,9 @@
   status: the node turns Ready=Unknown and its pods Ready=False (their endpoints drop), and after
   `eviction_s` the pods are deleted, so the Deployment recreates them on other nodes.
   node_up(name) is the kubelet back: node Ready, its surviving pods Ready again.
-- Serving: which pods actually answer requests (`serving(pod)`), for the router's endpoints; a test
-  marks the pods of a frozen or powered-off VM as not serving before the cluster notices.
+- Serving: which pods actually answer requests (`serving(pod)`), for the router's endpoints and
+  the Service's (`service_pick`, what kube-proxy chooses for a connection); a test marks the pods
+  of a frozen or powered-off VM as not serving before the cluster notices.
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ class Workloads:
         self.silent_nodes: set[str] = set()  # VMs that do not answer (frozen, off, rebooting)
         self._lock = threading.Lock()
         self._rr = 0
+        self._service_rr: dict[tuple[str, str], int] = {}
+        self.picks: dict[str, int] = {}  # node -> connections the Service network sent to its pods
         cluster.store.hooks.append(self.on_write)
 
     # ------------------------------------------------------------ hooks
@@ -139,13 +142,9 @@ class Workloads:
         route = next((r for r in self.c.list("routes") if r.get("spec", {}).get("host") == host), None)
         if route is None:
             return 503, b"<html><body><h1>Application is not available</h1></body></html>"
-        ns = route["metadata"]["namespace"]
-        try:
-            svc = self.c.get("services", route["spec"]["to"]["name"], ns)
-        except ApiError:
+        endpoints = self.endpoints(route["metadata"]["namespace"], route["spec"]["to"]["name"])
+        if endpoints is None:
             return 503, b"no service\n"
-        selector = ",".join(f"{k}={v}" for k, v in (svc["spec"].get("selector") or {}).items())
-        endpoints = [p for p in self.c.list("pods", ns, selector) if _ready(p)]
         if not endpoints:
             return 503, b"<html><body><h1>Application is not available</h1></body></html>"
         with self._lock:
@@ -154,6 +153,29 @@ class Workloads:
         if not self.serving(pod):
             return 504, b"<html><body><h1>504 Gateway Time-out</h1></body></html>"
         return 200, b"Hello OpenShift!\n"
+
+    def endpoints(self, ns: str, service: str) -> list[dict] | None:
+        """The Service's endpoints (its selector's Ready pods); None when there is no such Service."""
+        try:
+            svc = self.c.get("services", service, ns)
+        except ApiError:
+            return None
+        selector = ",".join(f"{k}={v}" for k, v in (svc["spec"].get("selector") or {}).items())
+        return [p for p in self.c.list("pods", ns, selector) if _ready(p)]
+
+    def service_pick(self, ns: str, service: str) -> dict | None:
+        """The endpoint one new connection to the Service goes to (round robin per Service, as
+        deterministic as a test needs); None when it has no endpoint (the connection is refused)."""
+        endpoints = self.endpoints(ns, service) or []
+        if not endpoints:
+            return None
+        with self._lock:
+            n = self._service_rr.get((ns, service), 0)
+            self._service_rr[(ns, service)] = n + 1
+            pod = endpoints[n % len(endpoints)]
+            node = pod.get("spec", {}).get("nodeName", "")
+            self.picks[node] = self.picks.get(node, 0) + 1
+        return pod
 
 
 def _ready(pod: dict) -> bool:
