@@ -77,7 +77,7 @@ def test_job_template_avoids_the_targets_and_tolerates_masters():
                  interval_ns=200_000_000, timeout_s=2.0, max_probes=10, deadline_s=99, avoid_nodes=["w0", "m1"])
     spec = job["spec"]["template"]["spec"]
     term = spec["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"][0]
-    assert term["matchExpressions"] == [{"key": "kubernetes.io/hostname", "operator": "NotIn", "values": ["w0", "m1"]}]
+    assert term == {"matchFields": [{"key": "metadata.name", "operator": "NotIn", "values": ["w0", "m1"]}]}
     assert {t["key"] for t in spec["tolerations"]} == {"node-role.kubernetes.io/master",
                                                        "node-role.kubernetes.io/control-plane"}
     assert job["spec"]["activeDeadlineSeconds"] == 99 and job["spec"]["backoffLimit"] == 0
@@ -123,3 +123,55 @@ def test_the_script_records_refused_connections():
     proc = subprocess.run(argv, env=env, capture_output=True, timeout=120)
     assert proc.returncode == 0
     assert [(p.ok, p.detail) for p in parse(proc.stdout).probes] == [(False, "ConnectFailed")] * 2
+
+
+def test_incluster_window_tolerates_a_node_clock_a_few_hundred_ms_behind():
+    from suites.incluster_prober import CLOCK_SLACK_S, incluster_outcome
+    from suites.prober import Probe
+    from suites.resilience import Outcome
+
+    out = Outcome("freeze", "w1", "vm1", t0=1000.0, t_end=1010.0)
+    skew = -0.4  # the prober's node is behind this host: the first failures carry times before t0
+    probes = [Probe(t=1000.0 + i * 0.1 + skew, latency_ms=5.0, ok=not 1 <= i <= 10, detail="200") for i in range(-30, 120)]
+    inc = incluster_outcome(out, probes, 0.1, 3)
+    assert inc is not None and inc.errors == 10  # none dropped by a hair
+    assert inc.unavailable_s == pytest.approx(0.9 + 0.005)
+    assert inc.requests == sum(1 for p in probes if 1000.0 - CLOCK_SLACK_S <= p.t <= 1010.0 + CLOCK_SLACK_S)
+    assert incluster_outcome(out, [p for p in probes if p.t < 990.0], 0.1, 3) is None  # nothing in the window
+
+
+def test_incluster_prober_runs_on_the_fake_and_says_when_it_cannot(fake_cluster):
+    """The Job through the real client: its pod runs the script for real, its log is read with
+    tailLines/limitBytes; a pod that cannot be scheduled is one line, not an error."""
+    import time
+
+    from suites.incluster_prober import InClusterProber
+    from suites.kube import Kube
+    from suites.resilience import Outcome
+    from tests.fakekube import scenarios
+
+    fc = fake_cluster
+    fc.ensure_namespace("ns")
+    kube = Kube(fc.kubeconfig)
+    nodes = [n["metadata"]["name"] for n in fc.list("nodes")]
+
+    def job(name: str, avoid: list[str]) -> dict:
+        return render("resilience-prober-job", name=name, namespace="ns", image="img", url="http://web.ns.svc:8080/",
+                      interval_ns=50_000_000, timeout_s=1.0, max_probes=1000, deadline_s=60, avoid_nodes=avoid)
+
+    nowhere = InClusterProber(kube, "ns", job("nowhere", nodes), 1000)
+    assert nowhere.start(1.0) == "job nowhere's pod not Running after 1 s"
+    nowhere.stop()
+
+    worker = scenarios.node_names(fc, "worker")[0]
+    p = InClusterProber(kube, "ns", job("probe", [worker]), 1000)
+    t0 = time.time()
+    assert p.start(30.0) is None and p.node != worker
+    while len(fc.service_network.log) < 3:  # no Service "web": every connection is refused
+        time.sleep(0.05)
+    inc, why = p.measure(Outcome("freeze", worker, "vm", t0=t0, t_end=time.time()), 0.05, 3)
+    assert why == "" and inc is not None and inc.errors == inc.requests >= 3
+    assert p.skipped == 0
+    p.stop()
+    assert fc.processes.alive() == [] and fc.list("pods", "ns", "job-name=probe") == []
+    assert p.measure(Outcome("freeze", worker, "vm", t0=t0, t_end=time.time()), 0.05, 3)[1].startswith("log of ")

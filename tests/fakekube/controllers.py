@@ -48,21 +48,25 @@ def set_condition(obj: dict, type_: str, status: str, reason: str = "", message:
     conds.append(c)
 
 
-def _affine(labels: dict, pod_spec: dict) -> bool:
-    """Required node affinity: some nodeSelectorTerm whose matchExpressions all hold (In, NotIn,
-    Exists, DoesNotExist; the scheduler's semantics)."""
+def _affine(node: dict, pod_spec: dict) -> bool:
+    """Required node affinity: some nodeSelectorTerm whose matchExpressions (on labels) and
+    matchFields (metadata.name, the only field the scheduler supports) all hold."""
     required = (((pod_spec.get("affinity") or {}).get("nodeAffinity") or {})
                 .get("requiredDuringSchedulingIgnoredDuringExecution") or {})
     terms = required.get("nodeSelectorTerms") or []
     if not terms:
         return True
 
-    def holds(e: dict) -> bool:
-        key, op, values = e.get("key"), e.get("operator"), e.get("values") or []
-        return {"In": key in labels and labels[key] in values, "NotIn": labels.get(key) not in values,
-                "Exists": key in labels, "DoesNotExist": key not in labels}.get(op, False)
+    labels = node["metadata"].get("labels") or {}
+    fields = {"metadata.name": node["metadata"]["name"]}
 
-    return any(all(holds(e) for e in t.get("matchExpressions") or []) for t in terms)
+    def holds(e: dict, have: dict) -> bool:
+        key, op, values = e.get("key"), e.get("operator"), e.get("values") or []
+        return {"In": key in have and have[key] in values, "NotIn": have.get(key) not in values,
+                "Exists": key in have, "DoesNotExist": key not in have}.get(op, False)
+
+    return any(all(holds(e, labels) for e in t.get("matchExpressions") or [])
+               and all(holds(e, fields) for e in t.get("matchFields") or []) for t in terms)
 
 
 class Controllers:
@@ -99,7 +103,7 @@ class Controllers:
             ready = any(c["type"] == "Ready" and c["status"] == "True" for c in n.get("status", {}).get("conditions", []))
             if not ready or n.get("spec", {}).get("unschedulable"):
                 continue
-            if all(labels.get(k) == v for k, v in selector.items()) and _affine(labels, spec):
+            if all(labels.get(k) == v for k, v in selector.items()) and _affine(n, spec):
                 ok.append(n["metadata"]["name"])
         if not ok:
             return None
