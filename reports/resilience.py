@@ -21,14 +21,20 @@ from results.store import RunSet
 from results.timeline import Timeline, read_timelines
 
 PREFIX = "resilience."
-MEASURES = ("unavailable_s", "errors", "detect_s", "recover_s", "downtime_ms", "p99_ms", "migration_s")
+MEASURES = ("unavailable_s", "errors", "detect_s", "recover_s", "downtime_ms", "p99_ms", "migration_s",
+            "incluster_unavailable_s", "incluster_errors", "incluster_downtime_ms", "incluster_p99_ms")
+INSIDE = "incluster_"  # the in-cluster prober's measures (through the Service, not the router)
 ORDER = ("power-off", "reset", "reboot", "freeze", "migrate")
 NAMES = {"power-off": N_("power-off"), "reset": N_("hard reset"), "reboot": N_("graceful reboot"),
          "freeze": N_("freeze"), "migrate": N_("live migration")}
 # suites/resilience.py defines them; the metric's own suffix is shown beside the name.
 MEASURE_NAMES = {"unavailable_s": N_("unavailability"), "errors": N_("failed requests"), "detect_s": N_("detection"),
                  "recover_s": N_("recovery"), "downtime_ms": N_("longest gap between successful requests"),
-                 "p99_ms": N_("p99 request latency"), "migration_s": N_("migration time")}
+                 "p99_ms": N_("p99 request latency"), "migration_s": N_("migration time"),
+                 "incluster_unavailable_s": N_("unavailability inside the cluster (Service)"),
+                 "incluster_errors": N_("failed requests inside the cluster (Service)"),
+                 "incluster_downtime_ms": N_("longest gap inside the cluster (Service)"),
+                 "incluster_p99_ms": N_("p99 request latency inside the cluster (Service)")}
 
 
 @dataclass
@@ -46,6 +52,7 @@ class ResilienceSection:
     chart: Markup | None = None  # inline SVG of the representative timeline
     chart_caption: str = ""
     notes: list[str] = field(default_factory=list)
+    inside: bool = False  # some rows come from the in-cluster prober
 
 
 def split_metric(metric: str) -> tuple[str, str] | None:
@@ -186,7 +193,8 @@ def section(summary: Sequence[MetricRow], runset: RunSet, platforms: Sequence[st
     found = blocks(summary, tr)
     if not found:
         return None
-    out = ResilienceSection(blocks=found)
+    out = ResilienceSection(blocks=found, inside=any(split_metric(r.metric)[1].startswith(INSIDE)
+                                                    for b in found for r in b.rows))
     event = pick_event(runset, platforms, [b.disruption for b in found], out.notes)
     if event is not None:
         platform, tl = event

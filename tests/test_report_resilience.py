@@ -84,3 +84,27 @@ def test_a_broken_timeline_is_a_warning_not_a_crash(tmp_path):
 def test_split_metric():
     assert resilience.split_metric("resilience.power-off.unavailable_s") == ("power-off", "unavailable_s")
     assert resilience.split_metric("build.duration") is None
+
+
+def test_in_cluster_rows_follow_the_ingress_ones_and_are_named_in_french(tmp_path):
+    from dataclasses import fields
+
+    from reports.i18n import language
+    from reports.model import MetricRow
+
+    def row(metric: str) -> MetricRow:
+        values = {f.name: None for f in fields(MetricRow)}
+        values.update(metric=metric, suite="resilience", unit="s", better="lower", baseline="vsphere",
+                      candidate="kvm", runs_base=3, runs_cand=3, samples_base=3, samples_cand=3, test="welch",
+                      verdict="no significant difference", sentence="")
+        return MetricRow(**values)
+
+    rows = [row("resilience.freeze.incluster_errors"), row("resilience.freeze.errors"),
+            row("resilience.freeze.incluster_unavailable_s"), row("resilience.freeze.unavailable_s")]
+    block = resilience.blocks(rows, language("fr"))[0]
+    assert [r.metric.rsplit(".", 1)[1] for r in block.rows] == ["unavailable_s", "errors", "incluster_unavailable_s",
+                                                                "incluster_errors"]
+    assert block.labels["resilience.freeze.incluster_unavailable_s"] == "indisponibilité dans le cluster (Service)"
+    section = resilience.section(rows, load_runs([tmp_path]), ["vsphere", "kvm"], {}, with_charts=False, lang="fr")
+    assert section is not None and section.inside
+    assert not resilience.section(rows[1::2], load_runs([tmp_path]), ["vsphere", "kvm"], {}, with_charts=False).inside
