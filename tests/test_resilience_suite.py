@@ -183,8 +183,12 @@ def _assert_incluster(fc, run, worker: str, timelines: dict) -> None:
         assert (labels["prober"], labels["node"], labels["disruption"]) == ("incluster", worker, kind)
         # Ground truth: the connections the Service sent to the silent node, which hung until curl gave up.
         t_end = tl.t0 + max(t for t, *_ in tl.probes)
-        hung = [r for r in fc.service_network.log if r.outcome != "ok" and tl.t0 - 1 <= r.t <= t_end + 1]
-        assert errors["value"].iloc[0] == len(hung), (kind, hung)
+        window = [r for r in fc.service_network.log if tl.t0 - 1 <= r.t <= t_end + 1]
+        hung = [r for r in window if r.outcome != "ok"]
+        # An answer that took most of curl's timeout may have missed it on a starved machine: the
+        # only way the two counts may differ (it never happens on a machine with a spare core).
+        slow = [r for r in window if r.outcome == "ok" and r.t_end - r.t >= PROBE_TIMEOUT_S / 2]
+        assert len(hung) <= errors["value"].iloc[0] <= len(hung) + len(slow), (kind, hung, slow)
         # The first disruption hits a node that runs a replica (later ones may find it evicted).
         assert hung or kind != "power-off"
         unavailable = run.samples(f"resilience.{kind}.incluster_unavailable_s")["value"].iloc[0]
