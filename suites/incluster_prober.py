@@ -31,6 +31,20 @@ log = logging.getLogger("okdbench.resilience")
 CLOCK_SLACK_S = 1.0
 LINE_BYTES = 128  # a probe line is ~60 bytes: the log read is bounded to this per line
 SAMPLES = ("unavailable_s", "errors", "p99_ms", "downtime_ms")  # recorded as resilience.<kind>.incluster_<suffix>
+# A container waiting for one of these will not start by itself: say so now, not after workload_timeout.
+STUCK = {"ErrImagePull", "ImagePullBackOff", "InvalidImageName", "CreateContainerConfigError", "CreateContainerError"}
+
+
+def _stuck(pod: dict) -> str | None:
+    for cs in (pod.get("status") or {}).get("containerStatuses") or []:
+        reason = ((cs.get("state") or {}).get("waiting") or {}).get("reason")
+        if reason in STUCK:
+            return reason
+    return None
+
+
+def _settled(pod: dict) -> bool:
+    return (pod.get("status") or {}).get("phase") in ("Running", "Succeeded", "Failed") or _stuck(pod) is not None
 
 
 def deadline_s(max_probes: int, interval_s: float, startup_s: float) -> int:
@@ -67,13 +81,15 @@ class InClusterProber:
         """Create the Job and wait for its pod to run; None, or one line saying why it does not."""
         try:
             self.kube.create(path_for("batch/v1", "jobs", self.namespace), self.job)
-            pod = wait_for(self.kube, path_for("v1", "pods", self.namespace),
-                           lambda p: (p.get("status") or {}).get("phase") in ("Running", "Succeeded", "Failed"),
-                           timeout_s, label_selector=f"job-name={self.name}")
+            pod = wait_for(self.kube, path_for("v1", "pods", self.namespace), _settled, timeout_s,
+                           label_selector=f"job-name={self.name}")
         except KubeError as exc:
             return f"job {self.name} could not be started ({exc})"
         if pod is None:
             return f"job {self.name}'s pod not Running after {timeout_s:.0f} s"
+        if _stuck(pod):
+            image = self.job["spec"]["template"]["spec"]["containers"][0]["image"]
+            return f"job {self.name}'s pod is stuck in {_stuck(pod)} (image {image}; --image prober=REF sets another)"
         self.pod = pod["metadata"]["name"]
         self.node = (pod.get("spec") or {}).get("nodeName")
         phase = pod["status"]["phase"]

@@ -163,6 +163,19 @@ def test_incluster_prober_runs_on_the_fake_and_says_when_it_cannot(fake_cluster)
     assert nowhere.start(1.0) == "job nowhere's pod not Running after 1 s"
     nowhere.stop()
 
+    # An image that cannot be pulled is said at once, not after the workload timeout.
+    def pull_fails() -> None:
+        pod = fc.list("pods", "ns", "job-name=unpulled")[0]
+        fc.patch("pods", pod["metadata"]["name"], lambda p: p.setdefault("status", {}).__setitem__(
+            "containerStatuses", [{"name": "prober", "ready": False, "restartCount": 0,
+                                   "state": {"waiting": {"reason": "ImagePullBackOff"}}}]), "ns")
+
+    fc.before_request("GET", "/api/v1/namespaces/ns/pods", 1, lambda: fc.at(0.3, pull_fails))
+    unpulled = InClusterProber(kube, "ns", job("unpulled", nodes), 1000)
+    assert unpulled.start(600.0) == ("job unpulled's pod is stuck in ImagePullBackOff (image img; "
+                                     "--image prober=REF sets another)")
+    unpulled.stop()
+
     worker = scenarios.node_names(fc, "worker")[0]
     p = InClusterProber(kube, "ns", job("probe", [worker]), 1000)
     t0 = time.time()
