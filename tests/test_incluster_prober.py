@@ -8,6 +8,8 @@ import socket
 import subprocess
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from itertools import pairwise
+from typing import ClassVar
 
 import pytest
 
@@ -85,7 +87,7 @@ def test_job_template_avoids_the_targets_and_tolerates_masters():
 
 
 class _Answers(BaseHTTPRequestHandler):
-    codes: list[int] = []
+    codes: ClassVar[list[int]] = []
 
     def log_message(self, *_a) -> None:
         pass
@@ -103,7 +105,7 @@ def test_the_script_runs_paced_bounded_and_its_output_parses():
     threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
     try:
         argv, env = _script_and_env(f"http://127.0.0.1:{srv.server_address[1]}/", max_probes=5)
-        proc = subprocess.run(argv, env=env, capture_output=True, timeout=120)
+        proc = subprocess.run(argv, env=env, capture_output=True, timeout=120, check=False)
     finally:
         srv.shutdown()
         srv.server_close()
@@ -112,7 +114,7 @@ def test_the_script_runs_paced_bounded_and_its_output_parses():
     assert (log.skipped, log.truncated) == (0, False)
     assert [p.detail for p in log.probes] == ["200", "503", "200", "200", "200"]  # stops at max_probes
     starts = [p.t for p in log.probes]
-    assert all(b > a for a, b in zip(starts, starts[1:]))
+    assert all(b > a for a, b in pairwise(starts))
 
 
 def test_the_script_records_refused_connections():
@@ -120,7 +122,7 @@ def test_the_script_records_refused_connections():
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     argv, env = _script_and_env(f"http://127.0.0.1:{port}/", max_probes=2)
-    proc = subprocess.run(argv, env=env, capture_output=True, timeout=120)
+    proc = subprocess.run(argv, env=env, capture_output=True, timeout=120, check=False)
     assert proc.returncode == 0
     assert [(p.ok, p.detail) for p in parse(proc.stdout).probes] == [(False, "ConnectFailed")] * 2
 
@@ -180,7 +182,11 @@ def test_incluster_prober_runs_on_the_fake_and_says_when_it_cannot(fake_cluster)
     p = InClusterProber(kube, "ns", job("probe", [worker]), 1000)
     t0 = time.time()
     assert p.start(30.0) is None and p.node != worker
+    seen, last_progress = 0, time.monotonic()
     while len(fc.service_network.log) < 3:  # no Service "web": every connection is refused
+        if len(fc.service_network.log) > seen:
+            seen, last_progress = len(fc.service_network.log), time.monotonic()
+        assert fc.processes.alive() and time.monotonic() - last_progress < 60, fc.logs
         time.sleep(0.05)
     inc, why = p.measure(Outcome("freeze", worker, "vm", t0=t0, t_end=time.time()), 0.05, 3)
     assert why == "" and inc is not None and inc.errors == inc.requests >= 3
