@@ -16,10 +16,11 @@ import pytest
 from provision.base import platform_module
 from results.timeline import Timeline, write_timeline
 from suites.disrupt import run_disruption
+from suites.etcd_prometheus import LeaderWatch
 from suites.kube import KubeError, path_for
 from suites.prober import Prober
 from suites.resilience import problems, vm_for_node
-from suites.routes import https_get, ingress_ca, route_host
+from suites.routes import https_get, ingress_ca, prometheus_querier, route_host
 from suites.transitions import Recorder
 from suites.workers import node_role
 from suites.workloads import render
@@ -98,6 +99,8 @@ def test_resilience(openshift, namespace, spec, okdbench_config, suite_options, 
             note(n)
         if not targets:
             pytest.skip("; ".join(target_notes))
+        leaders = LeaderWatch.open(lambda: prometheus_querier(kube, address=suite_options.ingress_address,
+                                                              insecure=insecure), note)
         kinds = sorted(cfg.disruptions, key=lambda k: k == "migrate")  # a migrated VM leaves the spec's host: last
         if "migrate" in kinds and not cfg.migrate_to:
             kinds.remove("migrate")
@@ -111,6 +114,7 @@ def test_resilience(openshift, namespace, spec, okdbench_config, suite_options, 
                                      cfg.thresholds.recover_s):
                     fail_with_evidence(f"cluster not steady before {kind} of {node}", [f"node/{node}", f"ns/{namespace}"])
                 out = run_disruption(kind, spec, vm, node, recorder, prober, insecure=insecure)
+                out.role = role
                 outcomes.append((role, out))
                 for suffix, (value, unit) in out.metrics().items():
                     record(f"resilience.{kind}.{suffix}", value, unit, node=node, vm=vm, role=role, disruption=kind)
@@ -123,6 +127,11 @@ def test_resilience(openshift, namespace, spec, okdbench_config, suite_options, 
                                                 if t0 - TIMELINE_LEAD_S <= p.t <= out.t_end],
                                         transitions=[(t.t - t0, t.kind, t.name, t.state) for t in transitions
                                                      if t0 - TIMELINE_LEAD_S <= t.t <= out.t_end]))
+                out.leader = leaders.measure(out.t0, out.t_end)  # may wait for Prometheus' next scrape
+                if out.leader is not None:  # at the scrape interval's resolution: the label says which
+                    for suffix, (value, unit) in out.leader.metrics().items():
+                        record(f"resilience.{kind}.{suffix}", value, unit, node=node, vm=vm, role=role, disruption=kind,
+                               scrape_s=round(out.leader.resolution_s or 0.0, 3))
                 restore = [p for p in out.problems if "could not be restored" in p]
                 if restore:
                     run_writer.update_info(warnings=[*run_writer.info.warnings, *restore])
@@ -135,7 +144,8 @@ def test_resilience(openshift, namespace, spec, okdbench_config, suite_options, 
         except KubeError as exc:
             log.warning("could not delete deployment %s: %s", name, exc)
     for role, out in outcomes:
-        note(f"{out.disruption} {role}: {out.unavailable_s:.1f}s unavailable, {out.errors}/{out.requests} failed")
+        etcd = f", etcd leader changes {out.leader.changes}" if out.leader is not None else ""
+        note(f"{out.disruption} {role}: {out.unavailable_s:.1f}s unavailable, {out.errors}/{out.requests} failed{etcd}")
     found = [p for _, out in outcomes for p in problems(out, cfg.thresholds)]
     if watch_errors:
         found.append(f"watch failed: {watch_errors[0]}")
