@@ -3,7 +3,8 @@ migration) and measure, from the cluster's and the clients' side, how long the a
 
 A Deployment (spec.resilience.replicas, spread across workers, readiness probe) behind a Service
 and a Route is probed from this machine through the ingress while one worker VM is disrupted at
-a time (a master too with --disrupt-masters). Node and pod transitions come from watches.
+a time (a master too with --disrupt-masters). Node and pod transitions come from watches; etcd's
+leadership over each disruption from the cluster's Prometheus (suites/etcd_prometheus.py).
 """
 
 from __future__ import annotations

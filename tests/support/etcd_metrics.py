@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-ELECT_S = 1.5  # leaderless after the leader's VM stopped: three 0.5 s scrapes see it
+ELECT_S = 1.5  # leaderless after the leader's VM stopped: several 0.25 s scrapes see it
 
 
 @dataclass(frozen=True)
