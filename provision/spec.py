@@ -209,6 +209,9 @@ class ResilienceThresholds(_Model):
     migration_errors: int = Field(0, ge=0)
     # QEMU's default max downtime is 300 ms and vMotion's switch-over ~1 s; 2 s of silence is a failure.
     migration_downtime_ms: float = Field(2000.0, gt=0)
+    # No etcd member runs on a worker: a worker disruption that makes etcd change leader means the
+    # control plane felt it (shared host, storage or network): a finding, hence 0.
+    worker_leader_changes: int = Field(0, ge=0)
 
 
 class Resilience(_Model):

@@ -8,6 +8,7 @@ recomputed here, only regrouped and put into words.
 
 from __future__ import annotations
 
+import json
 import statistics
 from dataclasses import dataclass, field
 from typing import Sequence
@@ -21,9 +22,12 @@ from results.store import RunSet
 from results.timeline import Timeline, read_timelines
 
 PREFIX = "resilience."
-MEASURES = ("unavailable_s", "errors", "detect_s", "recover_s", "downtime_ms", "p99_ms", "migration_s",
-            "incluster_unavailable_s", "incluster_errors", "incluster_downtime_ms", "incluster_p99_ms")
+MEASURES = ("unavailable_s", "errors", "detect_s", "recover_s", "downtime_ms", "p99_ms", "migration_s", "node_flaps",
+            "pod_flaps", "incluster_unavailable_s", "incluster_errors", "incluster_downtime_ms", "incluster_p99_ms")
 INSIDE = "incluster_"  # the in-cluster prober's measures (through the Service, not the router)
+# etcd's leadership is told per role in a sentence, not as a table row: a run's median over a
+# worker's 0 and a master's 1 change would read 0.5 and mean nothing.
+LEADER = ("leader_changes", "leader_elect_s", "leaderless_s")
 ORDER = ("power-off", "reset", "reboot", "freeze", "migrate")
 NAMES = {"power-off": N_("power-off"), "reset": N_("hard reset"), "reboot": N_("graceful reboot"),
          "freeze": N_("freeze"), "migrate": N_("live migration")}
@@ -31,6 +35,8 @@ NAMES = {"power-off": N_("power-off"), "reset": N_("hard reset"), "reboot": N_("
 MEASURE_NAMES = {"unavailable_s": N_("unavailability"), "errors": N_("failed requests"), "detect_s": N_("detection"),
                  "recover_s": N_("recovery"), "downtime_ms": N_("longest gap between successful requests"),
                  "p99_ms": N_("p99 request latency"), "migration_s": N_("migration time"),
+                 "node_flaps": N_("node Ready to NotReady transitions"),
+                 "pod_flaps": N_("pod Ready to NotReady transitions"),
                  "incluster_unavailable_s": N_("unavailability inside the cluster (Service)"),
                  "incluster_errors": N_("failed requests inside the cluster (Service)"),
                  "incluster_downtime_ms": N_("longest gap inside the cluster (Service)"),
@@ -44,6 +50,7 @@ class DisruptionBlock:
     sentence: str
     name: str = ""  # the disruption in the report's language
     labels: dict[str, str] = field(default_factory=dict)  # metric -> its measure in the report's language
+    etcd: str = ""  # what etcd's leader did, per platform (from the samples' roles)
 
 
 @dataclass
@@ -107,12 +114,78 @@ def blocks(summary: Sequence[MetricRow], tr: Language = ENGLISH) -> list[Disrupt
     order = [d for d in ORDER if d in by] + sorted(d for d in by if d not in ORDER)
     out = []
     for d in order:
-        rows = by[d]
+        rows = {m: r for m, r in by[d].items() if m not in LEADER}
+        if not rows:
+            continue
         ranked = [rows[m] for m in MEASURES if m in rows] + [r for m, r in sorted(rows.items()) if m not in MEASURES]
         labels = {r.metric: tr.gettext(MEASURE_NAMES[m]) if m in MEASURE_NAMES else m for m, r in rows.items()}
         out.append(DisruptionBlock(d, ranked, management_sentence(d, rows.get("unavailable_s"), rows.get("errors"), tr),
                                    disruption_name(d, tr), labels))
     return out
+
+
+@dataclass
+class LeaderFacts:
+    events: int = 0  # disruptions whose etcd leadership was measured
+    changes: int = 0  # leader changes over those events
+    elect_s: list[float] = field(default_factory=list)
+    scrape_s: list[float] = field(default_factory=list)
+
+
+def leader_facts(samples, disruption: str, platform: str) -> dict[str, LeaderFacts]:
+    """role -> what etcd's leader did in this platform's disruptions (every run pooled: these are counts of events)."""
+    out: dict[str, LeaderFacts] = {}
+    if not len(samples):
+        return out
+    names = {f"{PREFIX}{disruption}.leader_changes": "changes", f"{PREFIX}{disruption}.leader_elect_s": "elect"}
+    sel = samples[samples["metric"].isin(list(names)) & (samples["platform"] == platform)]
+    for metric, value, labels in zip(sel["metric"], sel["value"], sel["labels"]):
+        try:
+            lab = json.loads(labels) if isinstance(labels, str) else dict(labels or {})
+        except (TypeError, ValueError):
+            lab = {}
+        facts = out.setdefault(str(lab.get("role") or "worker"), LeaderFacts())
+        if names[metric] == "changes":
+            facts.events += 1
+            facts.changes += int(round(float(value)))
+            if isinstance(lab.get("scrape_s"), (int, float)) and lab["scrape_s"] > 0:
+                facts.scrape_s.append(float(lab["scrape_s"]))
+        else:
+            facts.elect_s.append(float(value))
+    return out
+
+
+def etcd_sentence(samples, disruption: str, platforms: Sequence[str], tr: Language = ENGLISH) -> str:
+    """'kvm: etcd elected a new leader after 4.2 s when a master was disrupted (1 leader change in 3 events, ...)'"""
+    _ = tr.gettext
+    name = disruption_name(disruption, tr)
+    out = []
+    for p in platforms:
+        facts = leader_facts(samples, disruption, p)
+        master, worker = facts.get("master"), facts.get("worker")
+
+        def counts(f: LeaderFacts) -> dict[str, str]:
+            return {"p": p, "name": name,
+                    "changes": tr.ngettext("%(n)s leader change", "%(n)s leader changes", f.changes) % {"n": tr.num(f.changes)},
+                    "events": tr.ngettext("%(n)s event", "%(n)s events", f.events) % {"n": tr.num(f.events)}}
+
+        if master is not None:
+            if master.changes == 0:
+                out.append(_("%(p)s: no etcd leader change when a master was disrupted (%(events)s).") % counts(master))
+            elif master.elect_s:
+                out.append(_("%(p)s: etcd elected a new leader after %(s)s when a master was disrupted (%(changes)s in "
+                             "%(events)s; Prometheus scraped etcd every %(scrape)s, the resolution of that time).")
+                           % {**counts(master), "s": _seconds(statistics.median(master.elect_s), tr),
+                              "scrape": _seconds(statistics.median(master.scrape_s) if master.scrape_s else None, tr)})
+            else:
+                out.append(_("%(p)s: etcd changed leader when a master was disrupted (%(changes)s in %(events)s).")
+                           % counts(master))
+        if worker is not None and worker.changes:
+            out.append(_("%(p)s: a worker %(name)s made etcd change leader (%(changes)s in %(events)s), although no "
+                         "etcd member runs on a worker.") % counts(worker))
+        elif worker is not None and master is None:
+            out.append(_("%(p)s: no etcd leader change during a worker %(name)s (%(events)s).") % counts(worker))
+    return " ".join(out)
 
 
 def representative(runset: RunSet, platform: str, disruption: str) -> tuple[str, float] | None:
@@ -195,6 +268,8 @@ def section(summary: Sequence[MetricRow], runset: RunSet, platforms: Sequence[st
         return None
     out = ResilienceSection(blocks=found, inside=any(split_metric(r.metric)[1].startswith(INSIDE)
                                                     for b in found for r in b.rows))
+    for b in found:
+        b.etcd = etcd_sentence(runset.samples, b.disruption, platforms, tr)
     event = pick_event(runset, platforms, [b.disruption for b in found], out.notes)
     if event is not None:
         platform, tl = event

@@ -28,6 +28,7 @@ class MetricTruth:
     run_sd: float = 0.05  # run-to-run variation (log scale)
     sample_sd: float = 0.02  # within-run variation (log scale)
     samples: int = 10
+    labels: dict[str, Any] = field(default_factory=lambda: {"node": "worker-0"})
 
 
 @dataclass
@@ -74,7 +75,7 @@ def write_platform(
                 w.record_sample(
                     Sample(run_id=run_id, platform=truth.platform, cluster=truth.cluster, suite=m.suite,
                            metric=m.metric, value=float(v), unit=m.unit, better=m.better, repetition=k,  # type: ignore[arg-type]
-                           timestamp=started + timedelta(seconds=k), labels={"node": "worker-0"})
+                           timestamp=started + timedelta(seconds=k), labels=dict(m.labels))
                 )
         for crit, status in truth.criteria.items():
             detail = (details or {}).get(crit, f"{crit}: {status}")

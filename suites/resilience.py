@@ -9,12 +9,15 @@ hypervisor call was issued. Definitions (the README's Resilience section repeats
   than replicas, or the node NotReady. 0 when nothing ever went wrong.
 - errors: failed requests from t0 on. p99_ms: 99th percentile latency of all requests from t0 on.
 - downtime_ms: the largest gap between two successful requests, minus the probe interval.
+- node_flaps: the disrupted node's Ready -> NotReady transitions in [t0, t_end] (0: it never went
+  NotReady); pod_flaps: the same for the workload's pods (a pod deleted is no flap).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from suites.etcd_leader import Leadership, finding
 from suites.prober import Probe
 from suites.stats import quantile
 from suites.transitions import Transition
@@ -36,13 +39,18 @@ class Outcome:
     downtime_ms: float = 0.0
     migration_s: float | None = None
     hypervisor_downtime_ms: float | None = None
+    node_flaps: int = 0
+    pod_flaps: int = 0
+    role: str = "worker"
+    leader: Leadership | None = None  # etcd's leadership over the window, when Prometheus told
     recovered: bool = True
     problems: list[str] = field(default_factory=list)
 
     def metrics(self) -> dict[str, tuple[float, str]]:
         """metric suffix -> (value, unit), only the measured ones."""
         out: dict[str, tuple[float, str]] = {"unavailable_s": (self.unavailable_s, "s"), "errors": (self.errors, "count"),
-                                             "downtime_ms": (self.downtime_ms, "ms")}
+                                             "downtime_ms": (self.downtime_ms, "ms"),
+                                             "node_flaps": (self.node_flaps, "count"), "pod_flaps": (self.pod_flaps, "count")}
         if self.recovered:
             out["recover_s"] = (self.recover_s, "s")
         if self.detect_s is not None:
@@ -52,6 +60,12 @@ class Outcome:
         if self.migration_s is not None:
             out["migration_s"] = (self.migration_s, "s")
         return out
+
+
+def flaps(transitions: list[Transition], kind: str, t0: float, t_end: float, name: str | None = None) -> int:
+    """Ready -> NotReady transitions of one node (or of every pod when name is None) in [t0, t_end]."""
+    return sum(1 for t in transitions if t.kind == kind and t.state == "NotReady" and t0 <= t.t <= t_end
+               and (name is None or t.name == name))
 
 
 def analyse(disruption: str, node: str, vm: str, t0: float, t_end: float, probes: list[Probe],
@@ -96,6 +110,8 @@ def analyse(disruption: str, node: str, vm: str, t0: float, t_end: float, probes
             if ready < replicas or (now and was != now and ready - 1 < replicas):  # short, or the recovery
                 last_bad = max(last_bad, tr.t)
     out.recover_s = last_bad - t0
+    out.node_flaps = flaps(transitions, "node", t0, t_end, node)
+    out.pod_flaps = flaps(transitions, "pod", t0, t_end)
     return out
 
 
@@ -111,6 +127,9 @@ def problems(out: Outcome, thresholds) -> list[str]:
     label = f"{out.disruption} of {out.node}"
     if not out.recovered:
         found.append(f"{label}: not recovered")
+    leader = finding(out.leader, out.role, label, thresholds.worker_leader_changes)
+    if leader:
+        found.append(leader)
     if out.disruption == "migrate":
         if out.errors > thresholds.migration_errors:
             found.append(f"{label}: {out.errors} failed request(s) during live migration (limit {thresholds.migration_errors})")

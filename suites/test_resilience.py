@@ -3,7 +3,8 @@ migration) and measure, from the cluster's and the clients' side, how long the a
 
 A Deployment (spec.resilience.replicas, spread across workers, readiness probe) behind a Service
 and a Route is probed from this machine through the ingress while one worker VM is disrupted at
-a time (a master too with --disrupt-masters). Node and pod transitions come from watches. A Job on
+a time (a master too with --disrupt-masters). Node and pod transitions come from watches; etcd's
+leadership over each disruption from the cluster's Prometheus (suites/etcd_prometheus.py). A Job on
 a node that is not disrupted probes the Service directly (suites/incluster_prober.py); its numbers
 are recorded beside the ingress ones (`incluster_*`), the ingress prober's drive the criterion.
 """
@@ -18,11 +19,12 @@ import pytest
 from provision.base import platform_module
 from results.timeline import Timeline, write_timeline
 from suites.disrupt import run_disruption
+from suites.etcd_prometheus import LeaderWatch
 from suites.incluster_prober import SAMPLES, InClusterProber, deadline_s
 from suites.kube import KubeError, path_for
 from suites.prober import Prober
 from suites.resilience import Outcome, max_probes, problems, vm_for_node
-from suites.routes import https_get, ingress_ca, route_host
+from suites.routes import https_get, ingress_ca, prometheus_querier, route_host
 from suites.transitions import Recorder
 from suites.workers import node_role
 from suites.workloads import render
@@ -102,6 +104,8 @@ def test_resilience(openshift, namespace, spec, okdbench_config, suite_options, 
             note(n)
         if not targets:
             pytest.skip("; ".join(target_notes))
+        leaders = LeaderWatch.open(lambda: prometheus_querier(kube, address=suite_options.ingress_address,
+                                                              insecure=insecure), note)
         kinds = sorted(cfg.disruptions, key=lambda k: k == "migrate")  # a migrated VM leaves the spec's host: last
         if "migrate" in kinds and not cfg.migrate_to:
             kinds.remove("migrate")
@@ -123,6 +127,7 @@ def test_resilience(openshift, namespace, spec, okdbench_config, suite_options, 
                                      cfg.thresholds.recover_s):
                     fail_with_evidence(f"cluster not steady before {kind} of {node}", [f"node/{node}", f"ns/{namespace}"])
                 out = run_disruption(kind, spec, vm, node, recorder, prober, insecure=insecure)
+                out.role = role
                 outcomes.append((role, out))
                 for suffix, (value, unit) in out.metrics().items():
                     record(f"resilience.{kind}.{suffix}", value, unit, node=node, vm=vm, role=role, disruption=kind)
@@ -145,6 +150,11 @@ def test_resilience(openshift, namespace, spec, okdbench_config, suite_options, 
                                                 if t0 - TIMELINE_LEAD_S <= p.t <= out.t_end],
                                         transitions=[(t.t - t0, t.kind, t.name, t.state) for t in transitions
                                                      if t0 - TIMELINE_LEAD_S <= t.t <= out.t_end]))
+                out.leader = leaders.measure(out.t0, out.t_end)  # may wait for Prometheus' next scrape
+                if out.leader is not None:  # at the scrape interval's resolution: the label says which
+                    for suffix, (value, unit) in out.leader.metrics().items():
+                        record(f"resilience.{kind}.{suffix}", value, unit, node=node, vm=vm, role=role, disruption=kind,
+                               scrape_s=round(out.leader.resolution_s or 0.0, 3))
                 restore = [p for p in out.problems if "could not be restored" in p]
                 if restore:
                     run_writer.update_info(warnings=[*run_writer.info.warnings, *restore])
@@ -161,7 +171,8 @@ def test_resilience(openshift, namespace, spec, okdbench_config, suite_options, 
     for i, (role, out) in enumerate(outcomes):
         inc = inside.get(i)
         also = f" (in cluster: {inc.unavailable_s:.1f}s, {inc.errors}/{inc.requests} failed)" if inc else ""
-        note(f"{out.disruption} {role}: {out.unavailable_s:.1f}s unavailable, {out.errors}/{out.requests} failed{also}")
+        etcd = f", etcd leader changes {out.leader.changes}" if out.leader is not None else ""
+        note(f"{out.disruption} {role}: {out.unavailable_s:.1f}s unavailable, {out.errors}/{out.requests} failed{etcd}{also}")
     if incluster is not None and incluster.skipped:
         note(f"in-cluster prober: {incluster.skipped} malformed log line(s) skipped")
     found = [p for _, out in outcomes for p in problems(out, cfg.thresholds)]

@@ -108,3 +108,64 @@ def test_in_cluster_rows_follow_the_ingress_ones_and_are_named_in_french(tmp_pat
     section = resilience.section(rows, load_runs([tmp_path]), ["vsphere", "kvm"], {}, with_charts=False, lang="fr")
     assert section is not None and section.inside
     assert not resilience.section(rows[1::2], load_runs([tmp_path]), ["vsphere", "kvm"], {}, with_charts=False).inside
+
+
+def _etcd_truth(platform: str, master_changes: float) -> PlatformTruth:
+    fixed = dict(samples=1, run_sd=0.0, sample_sd=0.0, suite="resilience")
+    m = [MetricTruth("resilience.freeze.unavailable_s", 3.0, "s", suite="resilience", samples=1),
+         MetricTruth("resilience.freeze.node_flaps", 1.0, "count", **fixed),
+         MetricTruth("resilience.freeze.leader_changes", 0.0, "count", labels={"node": "worker-0", "role": "worker",
+                                                                               "scrape_s": 30.0}, **fixed),
+         MetricTruth("resilience.freeze.leader_changes", master_changes, "count",
+                     labels={"node": "master-0", "role": "master", "scrape_s": 30.0}, **fixed)]
+    if master_changes:
+        m.append(MetricTruth("resilience.freeze.leader_elect_s", 4.2, "s",
+                             labels={"node": "master-0", "role": "master", "scrape_s": 30.0}, **fixed))
+    return PlatformTruth(platform=platform, metrics=m, runs=3)
+
+
+@pytest.fixture(scope="module")
+def etcd_corpus(tmp_path_factory):
+    results = tmp_path_factory.mktemp("res-etcd")
+    rng = np.random.default_rng(5)
+    write_platform(results, _etcd_truth("vsphere", 0.0), rng)
+    write_platform(results, _etcd_truth("kvm", 1.0), rng)
+    return load_runs([results])
+
+
+def test_etcd_leader_sentence_per_platform_and_role(etcd_corpus):
+    report = analysis.build_report(etcd_corpus, baseline="vsphere", candidate="kvm", with_charts=False)
+    [freeze] = report.resilience.blocks
+    assert freeze.etcd == (
+        "vsphere: no etcd leader change when a master was disrupted (3 events). "
+        "kvm: etcd elected a new leader after 4.2 s when a master was disrupted (3 leader changes in 3 events; "
+        "Prometheus scraped etcd every 30 s, the resolution of that time).")
+    # The flaps are a row; the leader figures are told per role in the sentence, not averaged over roles in a row.
+    assert [r.metric for r in freeze.rows] == ["resilience.freeze.unavailable_s", "resilience.freeze.node_flaps"]
+    assert freeze.labels["resilience.freeze.node_flaps"] == "node Ready to NotReady transitions"
+    html = render_html(report)
+    assert "kvm: etcd elected a new leader after 4.2 s" in html
+    fr = render_html(analysis.build_report(etcd_corpus, baseline="vsphere", candidate="kvm", with_charts=False,
+                                           lang="fr"))
+    assert "kvm : etcd a élu un nouveau leader après 4,2 s" in fr
+
+
+def test_a_worker_disruption_that_moved_the_leader_is_said():
+    import json
+
+    import pandas as pd
+
+    rows = [("kvm", "resilience.reset.leader_changes", 2.0, {"role": "worker"}),
+            ("kvm", "resilience.reset.leader_changes", 0.0, {"role": "worker"}),
+            ("vsphere", "resilience.reset.leader_changes", 0.0, {"role": "worker"}),
+            ("vsphere", "resilience.reset.leader_changes", 1.0, {"role": "master", "scrape_s": 30}),
+            ("vsphere", "build.duration", 1.0, {})]
+    df = pd.DataFrame([{"platform": p, "metric": m, "value": v, "labels": json.dumps(lab)} for p, m, v, lab in rows])
+    assert resilience.etcd_sentence(df, "reset", ["vsphere", "kvm"]) == (
+        "vsphere: etcd changed leader when a master was disrupted (1 leader change in 1 event). "
+        "kvm: a worker hard reset made etcd change leader (2 leader changes in 2 events), although no etcd member "
+        "runs on a worker.")
+    assert resilience.etcd_sentence(df, "freeze", ["vsphere", "kvm"]) == ""
+    only_workers = df[df["labels"] != json.dumps({"role": "master", "scrape_s": 30})]
+    assert resilience.etcd_sentence(only_workers, "reset", ["vsphere"]) == (
+        "vsphere: no etcd leader change during a worker hard reset (1 event).")

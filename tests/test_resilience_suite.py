@@ -8,6 +8,9 @@ times out, the Service's connections hang), the node controller marks the node N
 grace period and evicts its pods; when it runs again the node turns Ready. The suite runs
 unchanged, in a subprocess; its in-cluster prober Job's script runs for real (sh, curl) against
 the fake's Service network.
+A second such domain is a master (--disrupt-masters) whose etcd member leads a scripted etcd
+(tests/support/etcd_metrics.py) that a real Prometheus scrapes: the suite reads the leader
+change back through the thanos-querier route.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import yaml
@@ -25,7 +29,9 @@ from suites.resilience import analyse, problems
 from suites.transitions import Transition
 from provision.spec import ResilienceThresholds
 from tests.fakekube import scenarios
+from tests.support.etcd_metrics import EtcdScript
 from tests.support.fakekube import run_suites
+from tests.support.prometheus import prometheus, wait_for_series
 
 PREFIX = "resilience16"
 GRACE_S = 0.5  # the scripted node-monitor-grace-period
@@ -69,7 +75,7 @@ class Kubelet:
         if then_up:  # a reset node reboots for REBOOT_S after the cluster noticed
             self.fc.at(REBOOT_S, self.up)
 
-    def up(self) -> None:
+    def up(self, restart: bool = False) -> None:
         with self.lock:
             self.epoch = getattr(self, "epoch", 0) + 1
             self.fc.workloads.silent_nodes.discard(self.node)
@@ -79,8 +85,17 @@ class Kubelet:
         self.down(then_up=True)
 
 
+def _define(conn, name: str):
+    dom = conn.defineXML(f"""<domain type='qemu'><name>{name}</name><memory unit='MiB'>32</memory><vcpu>1</vcpu>
+      <os><type arch='x86_64' machine='q35'>hvm</type></os><features><acpi/></features>
+      <devices><controller type='usb' model='none'/><memballoon model='none'/></devices></domain>""")
+    dom.create()
+    return dom
+
+
 @pytest.fixture
-def bios_domain(libvirt_uri):
+def bios_domains(libvirt_uri):
+    """(connection, worker domain, master domain), with a libvirt event loop running."""
     import libvirt
 
     libvirt.virEventRegisterDefaultImpl()
@@ -91,96 +106,157 @@ def bios_domain(libvirt_uri):
         while not stop.is_set():
             libvirt.virEventRunDefaultImpl()
 
-    name = f"{PREFIX}-suite-{os.getpid() % 100000}"
     conn = libvirt.open(libvirt_uri)
-    dom = conn.defineXML(f"""<domain type='qemu'><name>{name}</name><memory unit='MiB'>32</memory><vcpu>1</vcpu>
-      <os><type arch='x86_64' machine='q35'>hvm</type></os><features><acpi/></features>
-      <devices><controller type='usb' model='none'/><memballoon model='none'/></devices></domain>""")
-    dom.create()
+    doms = []
     thread = threading.Thread(target=loop, daemon=True)
-    thread.start()
     try:
-        yield conn, dom
+        doms.append(_define(conn, f"{PREFIX}-suite-{os.getpid() % 100000}"))
+        doms.append(_define(conn, f"etcd16-master-{os.getpid() % 100000}"))
+        thread.start()
+        yield conn, *doms
     finally:
         stop.set()
-        try:
-            if dom.isActive():
-                dom.destroy()
-        finally:
-            dom.undefine()
+
+        def remove(dom) -> None:
+            try:
+                if dom.isActive():
+                    dom.destroy()
+            finally:
+                dom.undefine()
+
+        with ThreadPoolExecutor(len(doms) or 1) as pool:  # destroying a QEMU domain takes 1-2 s: both at once
+            for done in [pool.submit(remove, d) for d in doms]:
+                done.result()
+        if thread.is_alive():
             libvirt.virEventAddTimeout(0, lambda *_: None, None)  # wake the loop so it sees stop
             thread.join(timeout=5)
-            conn.close()
+        conn.close()
 
 
-def _follow(conn, dom, kubelet: Kubelet) -> list[int]:
+def _follow(conn, dom, *followers) -> list[int]:
+    """Tell each follower (Kubelet, EtcdScript) when the domain goes down, comes back or resets."""
     import libvirt
 
     def lifecycle(_c, _d, event, _detail, _o) -> None:
-        if event in (libvirt.VIR_DOMAIN_EVENT_SUSPENDED, libvirt.VIR_DOMAIN_EVENT_STOPPED):
-            kubelet.down()
-        elif event in (libvirt.VIR_DOMAIN_EVENT_RESUMED, libvirt.VIR_DOMAIN_EVENT_STARTED):
-            kubelet.up()
+        for f in followers:
+            if event in (libvirt.VIR_DOMAIN_EVENT_SUSPENDED, libvirt.VIR_DOMAIN_EVENT_STOPPED):
+                f.down()
+            elif event in (libvirt.VIR_DOMAIN_EVENT_RESUMED, libvirt.VIR_DOMAIN_EVENT_STARTED):
+                f.up(restart=event == libvirt.VIR_DOMAIN_EVENT_STARTED)
+
+    def reboot(*_a) -> None:
+        for f in followers:
+            f.reset()
 
     return [conn.domainEventRegisterAny(dom, libvirt.VIR_DOMAIN_EVENT_ID_LIFECYCLE, lifecycle, None),
-            conn.domainEventRegisterAny(dom, libvirt.VIR_DOMAIN_EVENT_ID_REBOOT, lambda *_: kubelet.reset(), None)]
+            conn.domainEventRegisterAny(dom, libvirt.VIR_DOMAIN_EVENT_ID_REBOOT, reboot, None)]
+
+
+@pytest.fixture
+def etcd_prometheus(fake_cluster, tmp_path):
+    """The scripted etcd of the fake cluster's masters, scraped every 0.25 s by a real Prometheus
+    that answers the cluster's thanos-querier route."""
+    masters = sorted(scenarios.node_names(fake_cluster, "master"))
+    script = EtcdScript(fake_cluster, [f"etcd-{m}" for m in masters], disrupted=f"etcd-{masters[0]}")
+    target = script.start()
+    try:
+        with prometheus(tmp_path / "prom", targets=[target], scrape_s=0.25) as prom:
+            fake_cluster.prometheus_upstream = prom.url
+            yield script, masters[0], prom  # the test waits for the first scrape (~5 s: discovery's throttle)
+    finally:
+        script.stop()
 
 
 @pytest.mark.needs_libvirtd
 @pytest.mark.slow
-def test_resilience_suite_disrupts_the_vm_and_measures_the_cluster(fake_cluster, bios_domain, libvirt_uri, tmp_path):
-    conn, dom = bios_domain
+def test_resilience_suite_disrupts_the_vm_and_measures_the_cluster(fake_cluster, etcd_prometheus, bios_domains,
+                                                                  libvirt_uri, tmp_path):
+    conn, dom, master_dom = bios_domains
+    script, master, prom = etcd_prometheus
     fc = fake_cluster
     worker = scenarios.node_names(fc, "worker")[0]
-    ids = _follow(conn, dom, Kubelet(fc, worker))
+    ids = _follow(conn, dom, Kubelet(fc, worker)) + _follow(conn, master_dom, Kubelet(fc, master), script)
     spec = {"name": PREFIX, "base_domain": "example.test", "platform": "kvm", "okd": {"guest": "testguest"},
             "network": {"machine_cidr": "198.18.16.0/24"},
             "nodes": [{"role": "worker", "count": 3, "vcpu": 1, "memory": "1GiB", "disk": "1GiB"}],
             "kvm": {"uri": libvirt_uri, "kernel": "/k", "initrd": "/i", "domain_type": "qemu"},
             "resilience": {"disruptions": ["power-off", "freeze", "reset", "migrate"], "freeze_s": 3.0,
                            "probe_interval_s": 0.1, "probe_timeout_s": PROBE_TIMEOUT_S, "settle_s": 1.0,
-                           "vms": {worker: dom.name()}}}
+                           "vms": {worker: dom.name(), master: master_dom.name()}}}
     spec_file = tmp_path / "spec.yaml"
     spec_file.write_text(yaml.safe_dump(spec))
+    wait_for_series(prom, "etcd_server_is_leader", n=len(script.members))
     try:
-        run = run_suites(fc, tmp_path / "results", "suites/test_resilience.py", "--spec", str(spec_file))
+        run = run_suites(fc, tmp_path / "results", "suites/test_resilience.py", "--spec", str(spec_file),
+                         "--disrupt-masters")
     finally:
         for i in ids:
             conn.domainEventDeregisterAny(i)
     assert run.status("resilience") == ["passed"], run.output[-3000:]
     assert "migrate skipped: resilience.migrate_to names no second host" in run.detail("resilience")
-    assert dom.state()[0] == 1  # handed back running
-    timelines = {t.disruption: t for t in read_timelines(run.run_dir)}
-    assert set(timelines) == {"freeze", "reset", "power-off"}
-    for kind in ("freeze", "reset", "power-off"):
-        tl = timelines[kind]
-        assert tl.node == worker and tl.vm == dom.name()
-        node_states = [s for _, k, n, s in tl.transitions if k == "node" and n == worker and _ >= 0]
-        assert node_states[:1] == ["NotReady"] and node_states[-1] == "Ready", (kind, tl.transitions)
-        detect = run.samples(f"resilience.{kind}.detect_s")
-        assert len(detect) == 1 and detect["labels"].iloc[0]["node"] == worker
+    assert dom.state()[0] == 1 and master_dom.state()[0] == 1  # handed back running
+    timelines = {(t.disruption, t.node): t for t in read_timelines(run.run_dir)}
+    assert set(timelines) == {(k, n) for k in ("freeze", "reset", "power-off") for n in (worker, master)}
+
+    def sample(metric: str, node: str):
+        rows = run.samples(metric)
+        rows = rows[[lab["node"] == node for lab in rows["labels"]]]
+        assert len(rows) <= 1, (metric, node)
+        return rows.iloc[0] if len(rows) else None
+
+    for (kind, node), tl in timelines.items():
+        assert tl.vm == (dom.name() if node == worker else master_dom.name())
+        node_states = [s for _, k, n, s in tl.transitions if k == "node" and n == node and _ >= 0]
+        assert node_states[:1] == ["NotReady"] and node_states[-1] == "Ready", (kind, node, tl.transitions)
+        detect = sample(f"resilience.{kind}.detect_s", node)
         first_notready = min(t for t, k, n, s in tl.transitions if k == "node" and s == "NotReady" and t >= 0)
-        assert detect["value"].iloc[0] == pytest.approx(first_notready, abs=0.01)
-        recover = run.samples(f"resilience.{kind}.recover_s")["value"].iloc[0]
-        assert recover >= detect["value"].iloc[0]
+        assert detect["value"] == pytest.approx(first_notready, abs=0.01)
+        assert sample(f"resilience.{kind}.recover_s", node)["value"] >= detect["value"]
         failed = [p for p in tl.probes if p[0] >= 0 and not p[2]]
-        errors = run.samples(f"resilience.{kind}.errors")["value"].iloc[0]
-        assert errors == len(failed)
+        assert sample(f"resilience.{kind}.errors", node)["value"] == len(failed), (kind, node, failed[:5])
+        # The node flapped as often as the watch saw it go NotReady (once: each disruption outlasts the grace period).
+        assert sample(f"resilience.{kind}.node_flaps", node)["value"] == node_states.count("NotReady") >= 1
+        pod_notready = [s for t, k, _n, s in tl.transitions if k == "pod" and s == "NotReady" and t >= 0]
+        assert sample(f"resilience.{kind}.pod_flaps", node)["value"] == len(pod_notready)
+        # etcd: only the master's freeze took its leader away; the others changed nothing.
+        changes = sample(f"resilience.{kind}.leader_changes", node)
+        assert changes["value"] == (1 if (kind, node) == ("freeze", master) else 0), (kind, node)
+        assert changes["labels"]["role"] == ("worker" if node == worker else "master")
+        assert changes["labels"]["scrape_s"] == pytest.approx(0.25, abs=0.05)
+        if (kind, node) != ("freeze", master):
+            assert sample(f"resilience.{kind}.leader_elect_s", node) is None
+            assert sample(f"resilience.{kind}.leaderless_s", node)["value"] == 0
     # Power-off: the lost replica ran elsewhere before the VM came back (the pod was evicted).
-    pod_states = [s for _, k, _n, s in timelines["power-off"].transitions if k == "pod"]
+    pod_states = [s for _, k, _n, s in timelines[("power-off", worker)].transitions if k == "pod"]
     assert "Deleted" in pod_states and pod_states.count("Ready") >= 1
-    _assert_incluster(fc, run, worker, timelines)
+    _assert_incluster(fc, run, worker, master, timelines, sample)
+
+    # The master's freeze: the new leader is seen at the first scrape that showed it, the
+    # leaderless time spans the scrapes that showed no leader (at the 0.25 s scrape resolution).
+    t0 = timelines[("freeze", master)].t0
+    [(flip_t, new_leader)] = script.flips
+    seen = min(ms / 1000 for ms, snap in script.scrapes if snap[new_leader].is_leader == 1 and ms / 1000 > t0)
+    elect = sample("resilience.freeze.leader_elect_s", master)["value"]
+    assert elect == pytest.approx(seen - t0, abs=0.002) and seen >= flip_t - 0.002
+    no_leader = [ms / 1000 for ms, snap in script.scrapes
+                 if ms / 1000 > t0 and ms / 1000 < seen and not any(m.has_leader for m in snap.values() if m.up)]
+    leaderless = sample("resilience.freeze.leaderless_s", master)["value"]
+    if no_leader:
+        scrape_s = sample("resilience.freeze.leaderless_s", master)["labels"]["scrape_s"]
+        assert seen - no_leader[0] - scrape_s - 0.002 <= leaderless <= seen - no_leader[0] + 0.002
+    else:  # a scrape starved past the whole election on a loaded machine: nothing was seen leaderless
+        assert leaderless == 0
 
 
-def _assert_incluster(fc, run, worker: str, timelines: dict) -> None:
+def _assert_incluster(fc, run, worker: str, master: str, timelines: dict, sample) -> None:
     """The in-cluster prober's samples say what the Service network really did during each event."""
     ran = [s for s in fc.processes.started if "okdbench-probe 1" in " ".join(s.argv)]
-    assert len(ran) == 1 and ran[0].node and ran[0].node != worker  # away from the disrupted node
-    for kind, tl in timelines.items():
-        errors = run.samples(f"resilience.{kind}.incluster_errors")
-        assert len(errors) == 1, run.detail("resilience")
-        labels = errors["labels"].iloc[0]
-        assert (labels["prober"], labels["node"], labels["disruption"]) == ("incluster", worker, kind)
+    assert len(ran) == 1 and ran[0].node and ran[0].node not in (worker, master)  # away from the disrupted nodes
+    for (kind, node), tl in timelines.items():
+        errors = sample(f"resilience.{kind}.incluster_errors", node)
+        assert errors is not None, run.detail("resilience")
+        labels = errors["labels"]
+        assert (labels["prober"], labels["node"], labels["disruption"]) == ("incluster", node, kind)
         # Ground truth: the connections the Service sent to the silent node, which hung until curl gave up.
         t_end = tl.t0 + max(t for t, *_ in tl.probes)
         window = [r for r in fc.service_network.log if tl.t0 - 1 <= r.t <= t_end + 1]
@@ -188,16 +264,17 @@ def _assert_incluster(fc, run, worker: str, timelines: dict) -> None:
         # An answer that took most of curl's timeout may have missed it on a starved machine: the
         # only way the two counts may differ (it never happens on a machine with a spare core).
         slow = [r for r in window if r.outcome == "ok" and r.t_end - r.t >= PROBE_TIMEOUT_S / 2]
-        assert len(hung) <= errors["value"].iloc[0] <= len(hung) + len(slow), (kind, hung, slow)
-        # The first disruption hits a node that runs a replica (later ones may find it evicted).
-        assert hung or kind != "power-off"
-        unavailable = run.samples(f"resilience.{kind}.incluster_unavailable_s")["value"].iloc[0]
-        downtime = run.samples(f"resilience.{kind}.incluster_downtime_ms")["value"].iloc[0]
+        assert len(hung) <= errors["value"] <= len(hung) + len(slow), (kind, hung, slow)
+        # The first disruption hits a worker that runs a replica (later ones may find it evicted;
+        # the master runs none).
+        assert hung or (kind, node) != ("power-off", worker)
+        unavailable = sample(f"resilience.{kind}.incluster_unavailable_s", node)["value"]
+        downtime = sample(f"resilience.{kind}.incluster_downtime_ms", node)["value"]
         if hung:  # each lasted until curl gave up
             assert unavailable >= PROBE_TIMEOUT_S and downtime >= (PROBE_TIMEOUT_S - 0.1) * 1000, (kind, unavailable, downtime)
         else:
             assert (unavailable, downtime) == (0.0, 0.0)
-        assert run.samples(f"resilience.{kind}.incluster_p99_ms")["value"].iloc[0] > 0
+        assert sample(f"resilience.{kind}.incluster_p99_ms", node)["value"] > 0
     assert fc.processes.alive() == []  # the Job was deleted and its pod with it
     assert any(r.method == "DELETE" and r.path.endswith(f"/jobs/{ran[0].pod.rsplit('-', 1)[0]}")
                and "propagationPolicy=Background" in r.query for r in fc.requests)
@@ -212,6 +289,35 @@ def _probes(t0: float, fails: list[tuple[float, float]], until: float, step: flo
     return out
 
 
+def test_flaps_count_ready_to_notready_in_the_window():
+    from suites.resilience import flaps
+
+    tr = [Transition(9.0, "node", "w1", "NotReady"), Transition(10.5, "node", "w1", "Ready"),
+          Transition(11.0, "node", "w1", "NotReady"), Transition(11.4, "node", "w2", "NotReady"),
+          Transition(12.0, "node", "w1", "Ready"), Transition(13.0, "node", "w1", "NotReady"),
+          Transition(11.0, "pod", "a", "NotReady"), Transition(11.5, "pod", "a", "Deleted"),
+          Transition(12.5, "pod", "b", "NotReady"), Transition(14.0, "pod", "b", "Ready")]
+    assert flaps(tr, "node", 10.0, 12.5, "w1") == 1  # before t0 and after t_end do not count
+    assert flaps(tr, "node", 10.0, 20.0, "w1") == 2 and flaps(tr, "node", 10.0, 20.0, "w3") == 0
+    assert flaps(tr, "pod", 10.0, 20.0) == 2  # a deletion is no flap
+    out = analyse("freeze", "w1", "vm1", 10.0, 20.0, [], tr, replicas=3, ready_at_t0=3, interval_s=0.1)
+    assert (out.node_flaps, out.pod_flaps) == (2, 2)
+    assert out.metrics()["node_flaps"] == (2, "count") and out.metrics()["pod_flaps"] == (2, "count")
+
+
+def test_a_worker_disruption_that_changes_the_etcd_leader_fails_the_criterion():
+    from suites.etcd_leader import Leadership
+
+    out = analyse("freeze", "w1", "vm1", 10.0, 20.0, [], [], replicas=3, ready_at_t0=3, interval_s=0.1)
+    out.leader = Leadership(changes=1, elect_s=3.0, leaderless_s=0.0, resolution_s=30.0, leader_before="etcd-m0",
+                            leader_after="etcd-m1", witnesses=3)
+    assert problems(out, ResilienceThresholds()) == [
+        "freeze of w1: etcd changed leader 1 time(s) (limit 0 for a worker: no etcd member runs there)"]
+    assert problems(out, ResilienceThresholds(worker_leader_changes=1)) == []
+    out.role = "master"  # a master's disruption may move the leader: measured, not judged
+    assert problems(out, ResilienceThresholds()) == []
+
+
 def test_analyse_a_power_off_timeline():
     t0 = 1000.0
     probes = _probes(t0, [(0.0, 2.0)], t0 + 10)
@@ -220,6 +326,7 @@ def test_analyse_a_power_off_timeline():
           Transition(t0 + 7.0, "node", "w1", "Ready")]
     out = analyse("power-off", "w1", "vm1", t0, t0 + 10, probes, tr, replicas=3, ready_at_t0=3, interval_s=0.1)
     assert out.detect_s == pytest.approx(1.5)
+    assert (out.node_flaps, out.pod_flaps) == (1, 1)
     assert out.recover_s == pytest.approx(7.0)  # the node came back last
     assert out.errors == 20 and out.requests == 101
     assert out.unavailable_s == pytest.approx(1.9 + 0.005)

@@ -115,7 +115,7 @@ class FakeCluster:
             self.router = RouterServer(self, _server_context(self.workdir, "router", wildcard.cert_pem, wildcard.key_pem))
         self.console_host = f"console-openshift-console.apps.{domain}"
         self.thanos_host = f"thanos-querier-openshift-monitoring.apps.{domain}"
-        self.prometheus_upstream: str | None = None  # e.g. http://127.0.0.1:9090: answers what the etcd table does not
+        self.prometheus_upstream: str | None = None  # e.g. http://127.0.0.1:9090: answers every query instead of the etcd table
         self._threads: list[threading.Thread] = []
 
     # ------------------------------------------------------------ lifecycle
@@ -321,16 +321,16 @@ class FakeCluster:
         return real("builds_complete-source-strategy-4-stages_okd.yaml")[0]
 
     def prometheus_answer(self, query: str, raw_query: str = "") -> dict:
+        if self.prometheus_upstream:
+            # A real Prometheus (tests/support/prometheus.py) attached answers every query.
+            with urllib.request.urlopen(f"{self.prometheus_upstream}/api/v1/query?{raw_query}", timeout=30) as resp:
+                return json.loads(resp.read())
         if "etcd_disk_wal_fsync_duration_seconds_bucket" in query:
             value = self.etcd_metrics["wal_fsync_p99_s"]
         elif "etcd_network_peer_round_trip_time_seconds_bucket" in query:
             value = self.etcd_metrics["peer_rtt_p99_s"]
         elif "etcd_server_leader_changes_seen_total" in query:
             value = self.etcd_metrics["leader_changes"]
-        elif self.prometheus_upstream:
-            # Any other query goes to a real Prometheus (tests/support/prometheus.py) when one is attached.
-            with urllib.request.urlopen(f"{self.prometheus_upstream}/api/v1/query?{raw_query}", timeout=30) as resp:
-                return json.loads(resp.read())
         else:
             return {"status": "success", "data": {"resultType": "vector", "result": []}}
         result = [{"metric": {"pod": f"etcd-{n['metadata']['name']}", "namespace": "openshift-etcd"},

@@ -106,10 +106,11 @@ def prometheus(workdir: Path, targets: list[Endpoint] = (), openmetrics: str | N
         done = subprocess.run([promtool, "tsdb", "create-blocks-from", "openmetrics", str(src), str(data)],
                               capture_output=True, text=True, timeout=300)
         assert done.returncode == 0, done.stderr
-    jobs = [{"job_name": f"node-{i}", "scrape_interval": f"{scrape_s:g}s", "static_configs": [{"targets": [t.address]}]}
+    every = f"{round(scrape_s * 1000)}ms"  # Prometheus durations take no fractions ("0.5s" is refused)
+    jobs = [{"job_name": f"node-{i}", "scrape_interval": every, "static_configs": [{"targets": [t.address]}]}
             for i, t in enumerate(targets)]
     config = workdir / "prometheus.yml"
-    config.write_text(json.dumps({"global": {"scrape_interval": f"{scrape_s:g}s"}, "scrape_configs": jobs}))
+    config.write_text(json.dumps({"global": {"scrape_interval": every}, "scrape_configs": jobs}))
     port = free_port()
     address = f"127.0.0.1:{port}"
     cmd = [binary, f"--config.file={config}", f"--storage.tsdb.path={data}", f"--web.listen-address={address}",
