@@ -67,6 +67,7 @@ OKDBENCH dns api=198.18.4.5 name=api.tg.example.test t=2.81
 OKDBENCH probe fsync rep=0 disk=vda count=300 bytes=2300 p50_ms=1.7 p99_ms=45.9 iops=255.3 t=6.79
 OKDBENCH probe rtt rep=0 error=no_peer t=7
 OKDBENCH done t=18.18
+OKDBENCH shutdown reason=power_button t=19.02
 """
 
 
@@ -78,6 +79,7 @@ def test_parse_serial_reads_every_fact_even_after_kernel_noise():
     assert r.dhcp["ip"] == "198.18.4.10" and r.dns["api"] == "198.18.4.5"
     assert r.probe("fsync")[0]["p99_ms"] == "45.9"
     assert r.errors == ["probe rtt error=no_peer"]
+    assert r.shutdowns == ["power_button"]
 
 
 def test_parse_serial_of_a_guest_still_booting_is_not_done():

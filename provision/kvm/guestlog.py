@@ -38,6 +38,7 @@ class GuestReport:
     boots: int = 0  # "boot" lines: more than one when the VM was reset or rebooted
     alive: list[tuple[int, float]] = field(default_factory=list)  # okdbench.gapwatch: (boot number, host RTC epoch s)
     gaps_s: list[float] = field(default_factory=list)  # freezes the guest saw within one boot
+    shutdowns: list[str] = field(default_factory=list)  # graceful stops the guest carried out (their reason)
 
     def probe(self, name: str) -> list[dict[str, str]]:
         return [kv for n, kv in self.probes if n == name]
@@ -96,6 +97,8 @@ def parse_serial(text: str) -> GuestReport:
             report.dns = kv
         elif kind == "probe" and words:
             report.probes.append((words[0], kv))
+        elif kind == "shutdown":
+            report.shutdowns.append(kv.get("reason", "unknown"))
         elif kind == "done":
             report.done = True
             report.done_uptime_s = _float(kv.get("t", ""))

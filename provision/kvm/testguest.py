@@ -47,7 +47,9 @@ ETCD_PACKAGE = "etcd-server"
 GLIBC_FILES = (Path("/lib/x86_64-linux-gnu/libc.so.6"), Path("/lib64/ld-linux-x86-64.so.2"))
 # What the guest needs; their dependencies are resolved from each module's modinfo.
 # ext4 (with the crc32c it insists on) mounts the ext2 filesystem etcd keeps its data on.
-WANTED_MODULES = ("virtio_pci", "virtio_net", "virtio_blk", "net_failover", "failover", "qemu_fw_cfg", "crc32c_generic", "ext4")
+# button + evdev: the ACPI power button reaches busybox acpid (graceful reboot/shutdown through libvirt)
+WANTED_MODULES = ("virtio_pci", "virtio_net", "virtio_blk", "net_failover", "failover", "qemu_fw_cfg", "crc32c_generic", "ext4",
+                  "button", "evdev")
 # Bump when the build procedure changes in a way the inputs' hashes do not show.
 BUILD_FORMAT = "4"
 
