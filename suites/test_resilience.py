@@ -98,7 +98,8 @@ def test_resilience(openshift, namespace, spec, okdbench_config, suite_options, 
             note(n)
         if not targets:
             pytest.skip("; ".join(target_notes))
-        kinds = sorted(cfg.disruptions, key=lambda k: k == "migrate")  # a migrated VM leaves the spec's host: last
+        # A migrated VM leaves the spec's host, a host failure leaves it elsewhere: those two last.
+        kinds = sorted(cfg.disruptions, key=lambda k: {"migrate": 1, "ha-restart": 2}.get(k, 0))
         if "migrate" in kinds and not cfg.migrate_to:
             kinds.remove("migrate")
             note("migrate skipped: resilience.migrate_to names no second host")
@@ -123,7 +124,9 @@ def test_resilience(openshift, namespace, spec, okdbench_config, suite_options, 
                                                 if t0 - TIMELINE_LEAD_S <= p.t <= out.t_end],
                                         transitions=[(t.t - t0, t.kind, t.name, t.state) for t in transitions
                                                      if t0 - TIMELINE_LEAD_S <= t.t <= out.t_end]))
-                restore = [p for p in out.problems if "could not be restored" in p]
+                restore = [p for p in out.problems if "could not be restored" in p] + out.warnings
+                for n in out.notes:
+                    note(n)
                 if restore:
                     run_writer.update_info(warnings=[*run_writer.info.warnings, *restore])
     finally:
