@@ -272,3 +272,57 @@ def test_rebooted_host_comes_back_and_the_vm_moves_back_to_it(vcsim_binary, vcsi
             wait_task(hosts["DC0_C0_H1"].RebootHost_Task(force=False))
     finally:
         sim.stop()
+
+
+# ------------------------------------------------------------------ the suite, end to end
+
+
+@pytest.mark.slow
+def test_resilience_suite_runs_ha_restart_and_records_it(fake_cluster, ha_sim, tmp_path):
+    """suites/test_resilience.py unchanged, in a subprocess: the scripted cluster's worker follows the
+    simulated VM (silent once its host is down, back once HA's stand-in powered it on elsewhere)."""
+    import yaml
+
+    from tests.fakekube import scenarios
+    from tests.test_resilience_suite import Kubelet
+
+    fc = fake_cluster
+    worker = scenarios.node_names(fc, "worker")[0]
+    kubelet = Kubelet(fc, worker)
+    wait_task(_objects(ha_sim.connect(), vim.VirtualMachine)[OTHER].PowerOffVM_Task())
+
+    class FollowedHA(PlayHA):
+        def run(self) -> None:
+            hosts = _objects(self.si, vim.HostSystem)
+            while hosts[self.failed].runtime.connectionState == "connected":
+                if self.stop.wait(0.02):
+                    return
+            kubelet.down()
+            super().run()
+            if self.error is None:
+                kubelet.up()
+
+    data = vsphere_spec_data(ha_sim, name="ha16")
+    data["resilience"] = {**_ha("DC0_C0_H1", "shutdown"), "probe_interval_s": 0.05, "settle_s": 1.0,
+                          "vms": {worker: VM}}
+    spec_file = tmp_path / "spec.yaml"
+    spec_file.write_text(yaml.safe_dump(data))
+    player = FollowedHA(ha_sim, VM, "DC0_C0_H1", "DC0_C0_H2")
+    player.start()
+    try:
+        from tests.support.fakekube import run_suites
+
+        run = run_suites(fc, tmp_path / "results", "suites/test_resilience.py", "--spec", str(spec_file),
+                         "--platform=vsphere")
+    finally:
+        player.stop.set()
+        player.join()
+    assert player.error is None, player.error
+    assert run.status("resilience") == ["passed"], run.output[-3000:]
+    assert f"HA restarted {VM} on DC0_C0_H2 " in run.detail("resilience")
+    restart = run.samples("resilience.ha-restart.restart_s")
+    assert len(restart) == 1 and restart["value"].iloc[0] >= HA_DELAY_S
+    assert restart["labels"].iloc[0]["node"] == worker and restart["labels"].iloc[0]["disruption"] == "ha-restart"
+    assert len(run.samples("resilience.ha-restart.recover_s")) == 1
+    warnings = run.runs.runs[0].warnings
+    assert any("host DC0_C0_H1 was shut down and could not be restored by okdbench" in w for w in warnings), warnings
