@@ -460,12 +460,12 @@ def ha_restart_problems(spec: ClusterSpec) -> list[str]:
     listed = "ha-restart" in res.disruptions
     if spec.platform != "vsphere" and (listed or res.ha_restart is not None):
         field = "resilience.disruptions" if listed else "resilience.ha_restart"
-        return [f"{field}: ha-restart is vSphere only (libvirt has no HA; on KVM use pacemaker or "
-                "another cluster manager, outside okdbench); remove it"]
+        return [(f"{field}: ha-restart is vSphere only (libvirt has no HA; on KVM use pacemaker or "
+                 "another cluster manager, outside okdbench); remove it")]
     if listed and res.ha_restart is None:
-        return ["resilience.disruptions: ha-restart fails an ESXi host and needs the explicit opt-in "
-                "resilience.ha_restart: {host: <ESXi host>, how: reboot|shutdown}; add it, or remove ha-restart"]
+        return [("resilience.disruptions: ha-restart fails an ESXi host and needs the explicit opt-in "
+                 "resilience.ha_restart: {host: <ESXi host>, how: reboot|shutdown}; add it, or remove ha-restart")]
     if res.ha_restart is not None and not listed:
-        return [f"resilience.ha_restart: host {res.ha_restart.host} is named but ha-restart is not in "
-                "resilience.disruptions; add ha-restart there to run it, or remove resilience.ha_restart"]
+        return [(f"resilience.ha_restart: host {res.ha_restart.host} is named but ha-restart is not in "
+                 "resilience.disruptions; add ha-restart there to run it, or remove resilience.ha_restart")]
     return []

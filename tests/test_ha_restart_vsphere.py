@@ -76,8 +76,8 @@ def _spec_data(platform: str = "vsphere", **resilience) -> dict:
 
 @pytest.mark.parametrize("resilience, expected", [
     ({"disruptions": ["ha-restart"]},
-     "resilience.disruptions: ha-restart fails an ESXi host and needs the explicit opt-in resilience.ha_restart: "
-     "{host: <ESXi host>, how: reboot|shutdown}; add it, or remove ha-restart"),
+     ("resilience.disruptions: ha-restart fails an ESXi host and needs the explicit opt-in resilience.ha_restart: "
+      "{host: <ESXi host>, how: reboot|shutdown}; add it, or remove ha-restart")),
     ({"ha_restart": {"host": "esx-03.example"}},
      "resilience.ha_restart: host esx-03.example is named but ha-restart is not in resilience.disruptions"),
     ({"disruptions": ["ha-restart"], "ha_restart": {"host": "any"}}, "resilience.ha_restart.host"),
@@ -258,7 +258,7 @@ def test_rebooted_host_comes_back_and_the_vm_moves_back_to_it(vcsim_binary, vcsi
         si = sim.connect()
         hosts, vms = _objects(si, vim.HostSystem), _objects(si, vim.VirtualMachine)
         # Without HA's restart the VM, still on the host, comes back with it: not HA's doing, and said so.
-        with pytest.raises(PowerError, match=f"the VM came back on DC0_C0_H1 itself after the host's reboot: HA did not"):
+        with pytest.raises(PowerError, match="the VM came back on DC0_C0_H1 itself after the host's reboot: HA did not"):
             ha.ha_restart(spec, VM, "DC0_C0_H1", "reboot", stall_s=STALL_S)
         # As if HA had restarted it on H2 while H1 rebooted: the host's return moves it back.
         wait_task(vms[VM].RelocateVM_Task(vim.vm.RelocateSpec(host=hosts["DC0_C0_H2"])))

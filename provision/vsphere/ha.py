@@ -112,14 +112,14 @@ def preconditions(si: vim.ServiceInstance, spec: ClusterSpec, vm: str, host: str
     cluster = find(si, cluster_path)
     if not isinstance(cluster, vim.ClusterComputeResource):
         raise Refused(f"{where}: {cluster_path} is not a vSphere cluster, so it has no HA; fix vsphere.cluster "
-                         "or remove ha-restart from resilience.disruptions")
+                      "or remove ha-restart from resilience.disruptions")
     das = cluster.configurationEx.dasConfig
     if not das.enabled:
         raise Refused(f"{where}: vSphere HA is off in cluster {cluster_path} (dasConfig.enabled false); turn HA on, "
-                         "or remove ha-restart from resilience.disruptions")
+                      "or remove ha-restart from resilience.disruptions")
     if das.hostMonitoring == "disabled":
         raise Refused(f"{where}: HA host monitoring is disabled in cluster {cluster_path}, so HA ignores host "
-                         "failures; enable host monitoring")
+                      "failures; enable host monitoring")
     try:
         obj = find_vm(si, spec, vm, "ha-restart")
     except PowerError as exc:
@@ -127,35 +127,35 @@ def preconditions(si: vim.ServiceInstance, spec: ClusterSpec, vm: str, host: str
     priority = restart_priority(cluster, obj)
     if priority == "disabled":
         raise Refused(f"{where}: HA restart priority of {vm} is disabled, so HA would leave it off; set it to "
-                         "low/medium/high (cluster default or a VM override)")
+                      "another priority (the cluster default or a VM override)")
     hosts = {h.name: h for h in cluster.host}
     if host not in hosts:
         raise Refused(f"{where}: host {host!r} is not in cluster {cluster_path} (it has: "
-                         f"{', '.join(sorted(hosts)) or 'no hosts'}); fix resilience.ha_restart.host")
+                      f"{', '.join(sorted(hosts)) or 'no hosts'}); fix resilience.ha_restart.host")
     target = hosts[host]
     if not _usable(target):
         raise Refused(f"{where}: host {host} is {target.runtime.connectionState}"
-                         f"{', in maintenance mode' if target.runtime.inMaintenanceMode else ''}; it must be "
-                         "connected and in service to be failed")
+                      f"{', in maintenance mode' if target.runtime.inMaintenanceMode else ''}; it must be "
+                      "connected and in service to be failed")
     if state_of(obj) != "running":
         raise Refused(f"{where}: {vm} is {obj.runtime.powerState}; HA restarts only VMs that were running")
     runs_on = obj.runtime.host.name if obj.runtime.host is not None else "no host"
     if runs_on != host:
         raise Refused(f"{where}: {vm} runs on {runs_on}, not on {host}; vMotion it to {host} first, or name "
-                         f"{runs_on} in resilience.ha_restart.host")
+                      f"{runs_on} in resilience.ha_restart.host")
     spare = [h for name, h in hosts.items() if name != host and _usable(h)]
     if not spare:
         states = ", ".join(f"{n}: {'maintenance mode' if h.runtime.inMaintenanceMode else h.runtime.connectionState}"
                            for n, h in sorted(hosts.items()) if n != host) or "none"
         raise Refused(f"{where}: no other host of {cluster_path} can take {vm} (other hosts: {states}); "
-                         "HA needs a second connected host in service")
+                      "HA needs a second connected host in service")
     ours = {vm_name(spec, m.name) for m in spec.machines()} | set(spec.resilience.vms.values()) | {vm}
     running = running_on(si, cluster, target)
     foreign = sorted(n for n in running if n not in ours and not n.startswith("vCLS"))  # vCLS: vCenter's own agents
     if foreign:
         raise Refused(f"{where}: host {host} also runs {len(foreign)} VM(s) of no okdbench cluster "
-                         f"({', '.join(foreign[:5])}{' …' if len(foreign) > 5 else ''}), which the host failure would "
-                         "kill too; move them away (vMotion), or name a host with nothing else on it")
+                      f"({', '.join(foreign[:5])}{' …' if len(foreign) > 5 else ''}), which the host failure would "
+                      "kill too; move them away (vMotion), or name a host with nothing else on it")
     also = sorted(n for n in running if n in ours and n != vm)
     if also:
         log.warning("vsphere ha-restart: host %s also runs %s of this cluster; they go down with it", host, ", ".join(also))

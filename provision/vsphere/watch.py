@@ -8,7 +8,7 @@ from typing import Iterable
 
 from pyVmomi import vim, vmodl
 
-from provision.vsphere.connect import connection_guard
+from provision.vsphere.connect import CONNECTION_ERRORS, connection_guard
 
 
 @dataclass(frozen=True)
@@ -64,6 +64,6 @@ class Watch:
         if self.collector is not None:
             try:
                 self.collector.DestroyPropertyCollector()
-            except Exception:  # best effort: the session's end removes it anyway
+            except (vmodl.MethodFault, *CONNECTION_ERRORS):  # best effort: the session's end removes it anyway
                 pass
             self.collector = None
