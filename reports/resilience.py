@@ -21,14 +21,15 @@ from results.store import RunSet
 from results.timeline import Timeline, read_timelines
 
 PREFIX = "resilience."
-MEASURES = ("unavailable_s", "errors", "detect_s", "recover_s", "downtime_ms", "p99_ms", "migration_s")
-ORDER = ("power-off", "reset", "reboot", "freeze", "migrate")
+MEASURES = ("unavailable_s", "errors", "detect_s", "recover_s", "downtime_ms", "p99_ms", "migration_s", "restart_s")
+ORDER = ("power-off", "reset", "reboot", "freeze", "migrate", "ha-restart")
 NAMES = {"power-off": N_("power-off"), "reset": N_("hard reset"), "reboot": N_("graceful reboot"),
-         "freeze": N_("freeze"), "migrate": N_("live migration")}
+         "freeze": N_("freeze"), "migrate": N_("live migration"), "ha-restart": N_("host failure with HA restart")}
 # suites/resilience.py defines them; the metric's own suffix is shown beside the name.
 MEASURE_NAMES = {"unavailable_s": N_("unavailability"), "errors": N_("failed requests"), "detect_s": N_("detection"),
                  "recover_s": N_("recovery"), "downtime_ms": N_("longest gap between successful requests"),
-                 "p99_ms": N_("p99 request latency"), "migration_s": N_("migration time")}
+                 "p99_ms": N_("p99 request latency"), "migration_s": N_("migration time"),
+                 "restart_s": N_("time until HA ran the VM again")}
 
 
 @dataclass

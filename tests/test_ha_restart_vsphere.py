@@ -110,6 +110,17 @@ def test_restart_threshold_flags_a_late_restart():
     assert problems(out, spec.resilience.thresholds) == []
 
 
+def test_report_names_the_disruption_and_its_measure_in_both_languages():
+    from reports import resilience as section
+    from reports.i18n import language
+
+    assert section.disruption_name("ha-restart") == "host failure with HA restart"
+    fr = language("fr")
+    assert section.disruption_name("ha-restart", fr) == "panne d'hôte avec redémarrage HA"
+    assert fr.gettext(section.MEASURE_NAMES["restart_s"]) == "délai avant que HA relance la VM"
+    assert section.split_metric("resilience.ha-restart.restart_s") == ("ha-restart", "restart_s")
+
+
 # ------------------------------------------------------------------ preconditions on real objects
 
 
