@@ -128,6 +128,7 @@ def _host_states(si) -> dict:
     return {n: h.runtime.connectionState for n, h in _objects(si, vim.HostSystem).items() if n in HOSTS}
 
 
+@pytest.mark.needs_vcsim
 def test_ha_off_is_refused_and_nothing_is_touched(vcsim_fresh, monkeypatch):
     monkeypatch.setenv("VSPHERE_USERNAME", vcsim_fresh.username)
     monkeypatch.setenv("VSPHERE_PASSWORD", vcsim_fresh.password)
@@ -139,6 +140,7 @@ def test_ha_off_is_refused_and_nothing_is_touched(vcsim_fresh, monkeypatch):
     assert set(_host_states(vcsim_fresh.connect()).values()) == {"connected"}
 
 
+@pytest.mark.needs_vcsim
 def test_preconditions_refuse_in_one_line_each(ha_sim):
     si = ha_sim.connect()
     spec = _spec(ha_sim, **_ha())
@@ -212,6 +214,7 @@ class PlayHA(threading.Thread):
             self.error = exc
 
 
+@pytest.mark.needs_vcsim
 def test_host_failure_measures_the_restart_where_ha_ran_the_vm(ha_sim):
     spec = _spec(ha_sim, **_ha("DC0_C0_H1", "shutdown"))
     wait_task(_objects(ha_sim.connect(), vim.VirtualMachine)[OTHER].PowerOffVM_Task())  # H0 is not ours to fail
@@ -240,6 +243,7 @@ def test_host_failure_measures_the_restart_where_ha_ran_the_vm(ha_sim):
                               "and check it reconnects")
 
 
+@pytest.mark.needs_vcsim
 def test_no_restart_ends_after_no_change_and_restore_never_powers_on_the_dead_host(ha_sim):
     spec = _spec(ha_sim, **_ha("DC0_C0_H1", "shutdown"))
     with pytest.raises(PowerError) as err:
@@ -258,6 +262,7 @@ def test_no_restart_ends_after_no_change_and_restore_never_powers_on_the_dead_ho
     assert vm.runtime.powerState == "poweredOff"
 
 
+@pytest.mark.needs_vcsim
 def test_rebooted_host_comes_back_and_the_vm_moves_back_to_it(vcsim_binary, vcsim_pki, tmp_path, monkeypatch):
     from tests.support.vcsim import start_vcsim
 
@@ -289,6 +294,7 @@ def test_rebooted_host_comes_back_and_the_vm_moves_back_to_it(vcsim_binary, vcsi
 
 
 @pytest.mark.slow
+@pytest.mark.needs_vcsim
 def test_resilience_suite_runs_ha_restart_and_records_it(fake_cluster, ha_sim, tmp_path):
     """suites/test_resilience.py unchanged, in a subprocess: the scripted cluster's worker follows the
     simulated VM (silent once its host is down, back once HA's stand-in powered it on elsewhere)."""
