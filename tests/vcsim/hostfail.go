@@ -19,9 +19,11 @@ import (
 	"io"
 	"log"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"regexp"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/vmware/govmomi/simulator"
@@ -81,7 +83,7 @@ func hostPower(next http.Handler) http.Handler {
 			next.ServeHTTP(w, r)
 			return
 		}
-		if c, err := r.Cookie("vmware_soap_session"); err != nil || c.Value == "" {
+		if !loggedIn(next, r) {
 			fault(w, "NotAuthenticated", "no session")
 			return
 		}
@@ -108,6 +110,19 @@ func hostPower(next http.Handler) http.Handler {
 		})
 		respond(w, name, task)
 	})
+}
+
+// loggedIn asks the simulator itself whether the request's session cookie is a live session:
+// CurrentTime, like every call but the login ones, is refused without one.
+func loggedIn(next http.Handler, r *http.Request) bool {
+	probe := fmt.Sprintf(envelope, `<CurrentTime xmlns="urn:vim25"><_this type="ServiceInstance">ServiceInstance</_this></CurrentTime>`)
+	req := httptest.NewRequest(http.MethodPost, r.URL.String(), strings.NewReader(probe))
+	for _, c := range r.Cookies() {
+		req.AddCookie(c)
+	}
+	rec := httptest.NewRecorder()
+	next.ServeHTTP(rec, req)
+	return rec.Code == http.StatusOK
 }
 
 func failHost(host *simulator.HostSystem, force, reboot bool, delay time.Duration) types.BaseMethodFault {
