@@ -131,7 +131,8 @@ def _host_back(spec: Any, vm: str, failed: Any, out: Outcome, insecure: bool) ->
     """
     ha = spec.resilience.ha_restart
     if failed is not None:
-        out.notes.append(f"HA restarted {vm} on {failed.new_host} {failed.restart_s:.1f} s after the {ha.how} of {ha.host}")
+        seen = f" (vCenter saw the host down after {failed.host_down_s:.1f} s)" if failed.host_down_s is not None else ""
+        out.notes.append(f"HA restarted {vm} on {failed.new_host} {failed.restart_s:.1f} s after the {ha.how} of {ha.host}{seen}")
     try:
         log.info("resilience: %s", base.ha_host_back(spec, vm, ha.host, ha.how, insecure=insecure))
     except Exception as exc:
