@@ -212,7 +212,7 @@ class ResilienceThresholds(_Model):
     # vSphere HA declares a host failed after 15 s without heartbeats that also fails a ping (VMware,
     # "Failure Detection and Host Network Isolation"), then powers the VM on elsewhere, which takes
     # seconds with free capacity. 120 s leaves 105 s for placement and power-on: later than that,
-    # HA's first restart attempt did not succeed (capacity, admission control, datastore locks).
+    # something held HA back (capacity, admission control, restart order, a failed first attempt).
     ha_restart_s: float = Field(120.0, gt=0)
 
 
