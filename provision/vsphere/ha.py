@@ -259,7 +259,7 @@ def ha_host_back(spec: ClusterSpec, vm: str, host: str, how: str, *, insecure: b
         raise PowerError(f"vsphere {phase}: host {host} was shut down and could not be restored by okdbench (vCenter "
                          "cannot power on a host it shut down); power it on by hand (its BMC) and check it reconnects")
     with session(spec, insecure=insecure) as si:
-        target = next((h for h in find(si, paths(spec).cluster).host if h.name == host), None)
+        target = next((h for h in getattr(find(si, paths(spec).cluster), "host", []) if h.name == host), None)
         if target is None:
             raise PowerError(f"vsphere {phase}: host {host} could not be restored: it left the cluster; check it in vCenter")
         t0 = last_log = time.monotonic()
