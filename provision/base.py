@@ -14,6 +14,10 @@ reached through the functions at the end of this module:
     power_off / power_on / pause / resume / reset / reboot (spec, vm) -> seconds the hypervisor took
     state(spec, vm) -> 'running' | 'paused' | 'shutoff' | …;  restore(spec, vm) -> what it did
     migrate(spec, vm, dest) -> Migration (KVM: dest is a libvirt URI; vSphere: an ESXi host name)
+The opt-in HA restart (vSphere only; KVM's ha.py refuses in one line), in provision/<platform>/ha.py:
+    ha_restart(spec, vm, host, how) -> HostFailure   (fail the ESXi host, measure HA's restart of vm)
+    ha_restore(spec, vm, host) -> what it did        (never powers vm on a host that is down)
+    ha_host_back(spec, vm, host, how) -> what it did (wait for a rebooted host, move vm back)
 Run conditions (hypervisor-side contention counters) come from provision/<platform>/stats.py:
     open_stats(spec, *, insecure: bool = False) -> StatsSource   (see `stats_module`)
 """
@@ -138,6 +142,50 @@ def migrate(spec: Any, vm: str, dest: str, *, insecure: bool = False, **options:
     result = module.migrate(spec, vm, dest, **options)
     return Migration(vm=vm, dest=dest, duration_s=result.duration_s, downtime_ms=result.downtime_ms,
                      source=spec.kvm.uri)
+
+
+@dataclass
+class HostFailure:
+    """What vSphere HA did after okdbench failed the host the VM ran on. Seconds from the host's reboot/shutdown call."""
+
+    vm: str
+    host: str  # the host okdbench failed
+    how: str  # reboot | shutdown
+    new_host: str  # where HA powered the VM on again
+    restart_s: float  # -> the VM poweredOn on new_host
+    host_down_s: float | None = None  # -> vCenter reported the host not responding
+    vm_down_s: float | None = None  # -> vCenter reported the VM not running (None: it never said so)
+
+
+class DisruptionRefused(Exception):
+    """Mixed into a platform's error when a disruption was refused before anything changed (a precondition)."""
+
+
+HA_FUNCTIONS = ("ha_restart", "ha_restore", "ha_host_back")
+
+
+def ha_module(platform: str) -> ModuleType:
+    """provision.<platform>.ha, checked to expose the HA restart."""
+    module = importlib.import_module(f"provision.{platform}.ha")
+    missing = [f for f in HA_FUNCTIONS if not callable(getattr(module, f, None))]
+    if missing:
+        raise TypeError(f"provision.{platform}.ha lacks {', '.join(missing)}")
+    return module
+
+
+def ha_restart(spec: Any, vm: str, host: str, how: str, *, insecure: bool = False) -> HostFailure:
+    """Fail ESXi host `host` (reboot/shutdown, forced) and measure HA restarting vm elsewhere (opt-in)."""
+    return ha_module(spec.platform).ha_restart(spec, vm, host, how, insecure=insecure)
+
+
+def ha_restore(spec: Any, vm: str, host: str, *, insecure: bool = False) -> str:
+    return ha_module(spec.platform).ha_restore(spec, vm, host, insecure=insecure)
+
+
+def ha_host_back(spec: Any, vm: str, host: str, how: str, *, insecure: bool = False) -> str:
+    return ha_module(spec.platform).ha_host_back(spec, vm, host, how, insecure=insecure)
+
+
 # ---------------------------------------------------------------- run conditions
 
 

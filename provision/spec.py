@@ -212,12 +212,33 @@ class ResilienceThresholds(_Model):
     # No etcd member runs on a worker: a worker disruption that makes etcd change leader means the
     # control plane felt it (shared host, storage or network): a finding, hence 0.
     worker_leader_changes: int = Field(0, ge=0)
+    # vSphere HA declares a host failed after 15 s without heartbeats that also fails a ping (VMware,
+    # "Failure Detection and Host Network Isolation"), then powers the VM on elsewhere, which takes
+    # seconds with free capacity. 120 s leaves 105 s for placement and power-on: later than that,
+    # something held HA back (capacity, admission control, restart order, a failed first attempt).
+    ha_restart_s: float = Field(120.0, gt=0)
+
+
+class HaRestart(_Model):
+    """Opt-in for the ha-restart disruption: okdbench fails this ESXi host (vSphere only, see README)."""
+
+    # The host as vCenter names it; there is no "any host": the user picks one with nothing critical on it.
+    host: str = Field(min_length=1, max_length=255, pattern=r"^[A-Za-z0-9]([A-Za-z0-9_.:-]*[A-Za-z0-9])?$")
+    # reboot: the host comes back by itself; shutdown: someone powers it on by hand afterwards.
+    how: Literal["reboot", "shutdown"] = "reboot"
+
+    @field_validator("host")
+    @classmethod
+    def _named(cls, v: str) -> str:
+        if v.lower() in ("any", "auto", "all", "random"):
+            raise ValueError(f"{v!r} is not a host; name one ESXi host of the cluster as vCenter shows it")
+        return v
 
 
 class Resilience(_Model):
     """What the resilience suite does to node VMs (suites/test_resilience.py)."""
 
-    disruptions: list[Literal["freeze", "reset", "reboot", "power-off", "migrate"]] = ["freeze", "reset", "power-off"]
+    disruptions: list[Literal["freeze", "reset", "reboot", "power-off", "migrate", "ha-restart"]] = ["freeze", "reset", "power-off"]
     freeze_s: float = Field(10.0, gt=0, le=3600)
     replicas: int = Field(3, ge=2, le=50)
     probe_interval_s: float = Field(0.2, ge=0.01, le=10)
@@ -229,6 +250,7 @@ class Resilience(_Model):
     migrate_stats_uri: str | None = None  # KVM: how okdbench reaches the destination (default migrate_to)
     vms: dict[str, str] = Field(default_factory=dict)  # node name -> VM name, when not <cluster>-<machine>
     thresholds: ResilienceThresholds = ResilienceThresholds()
+    ha_restart: HaRestart | None = None  # vSphere: the opt-in that lets ha-restart fail an ESXi host
 
 
 class ClusterSpec(_Model):
@@ -412,6 +434,7 @@ def semantic_problems(spec: ClusterSpec) -> list[str]:
     if kvm is not None and kvm.tuning.cpu_mode == "custom" and not kvm.tuning.cpu_model:
         problems.append("kvm.tuning.cpu_model: required when cpu_mode is custom; name a libvirt CPU model "
                         "(e.g. Skylake-Server-v4), or use cpu_mode host-passthrough")
+    problems += ha_restart_problems(spec)
     first_host = next(iter(cidr.hosts()), cidr.network_address)
     host = net.gateway or first_host
     reserved = {host: "the host/gateway address" if net.gateway is None else "network.gateway"}
@@ -432,3 +455,20 @@ def semantic_problems(spec: ClusterSpec) -> list[str]:
             elif ip in reserved:
                 problems.append(f"{where}: {ip} is {reserved[ip]}; give the node its own address")
     return problems
+
+
+def ha_restart_problems(spec: ClusterSpec) -> list[str]:
+    """ha-restart fails a whole ESXi host: only on vSphere, only with the explicit opt-in, only when listed."""
+    res = spec.resilience
+    listed = "ha-restart" in res.disruptions
+    if spec.platform != "vsphere" and (listed or res.ha_restart is not None):
+        field = "resilience.disruptions" if listed else "resilience.ha_restart"
+        return [(f"{field}: ha-restart is vSphere only (libvirt has no HA; on KVM use pacemaker or "
+                 "another cluster manager, outside okdbench); remove it")]
+    if listed and res.ha_restart is None:
+        return [("resilience.disruptions: ha-restart fails an ESXi host and needs the explicit opt-in "
+                 "resilience.ha_restart: {host: <ESXi host>, how: reboot|shutdown}; add it, or remove ha-restart")]
+    if res.ha_restart is not None and not listed:
+        return [(f"resilience.ha_restart: host {res.ha_restart.host} is named but ha-restart is not in "
+                 "resilience.disruptions; add ha-restart there to run it, or remove resilience.ha_restart")]
+    return []

@@ -23,14 +23,14 @@ from results.timeline import Timeline, read_timelines
 
 PREFIX = "resilience."
 MEASURES = ("unavailable_s", "errors", "detect_s", "recover_s", "downtime_ms", "p99_ms", "migration_s", "node_flaps",
-            "pod_flaps", "incluster_unavailable_s", "incluster_errors", "incluster_downtime_ms", "incluster_p99_ms")
+            "pod_flaps", "incluster_unavailable_s", "incluster_errors", "incluster_downtime_ms", "incluster_p99_ms", "restart_s")
 INSIDE = "incluster_"  # the in-cluster prober's measures (through the Service, not the router)
 # etcd's leadership is told per role in a sentence, not as a table row: a run's median over a
 # worker's 0 and a master's 1 change would read 0.5 and mean nothing.
 LEADER = ("leader_changes", "leader_elect_s", "leaderless_s")
-ORDER = ("power-off", "reset", "reboot", "freeze", "migrate")
+ORDER = ("power-off", "reset", "reboot", "freeze", "migrate", "ha-restart")
 NAMES = {"power-off": N_("power-off"), "reset": N_("hard reset"), "reboot": N_("graceful reboot"),
-         "freeze": N_("freeze"), "migrate": N_("live migration")}
+         "freeze": N_("freeze"), "migrate": N_("live migration"), "ha-restart": N_("host failure with HA restart")}
 # suites/resilience.py defines them; the metric's own suffix is shown beside the name.
 MEASURE_NAMES = {"unavailable_s": N_("unavailability"), "errors": N_("failed requests"), "detect_s": N_("detection"),
                  "recover_s": N_("recovery"), "downtime_ms": N_("longest gap between successful requests"),
@@ -40,7 +40,8 @@ MEASURE_NAMES = {"unavailable_s": N_("unavailability"), "errors": N_("failed req
                  "incluster_unavailable_s": N_("unavailability inside the cluster (Service)"),
                  "incluster_errors": N_("failed requests inside the cluster (Service)"),
                  "incluster_downtime_ms": N_("longest gap inside the cluster (Service)"),
-                 "incluster_p99_ms": N_("p99 request latency inside the cluster (Service)")}
+                 "incluster_p99_ms": N_("p99 request latency inside the cluster (Service)"),
+                 "restart_s": N_("time until HA ran the VM again")}
 
 
 @dataclass

@@ -35,7 +35,8 @@ def _quiet(prober: Prober, since: float, quiet_s: float) -> bool:
 
 
 def _act(kind: str, spec: Any, vm: str, node: str, recorder: Recorder, insecure: bool) -> tuple[float | None, Any]:
-    """The hypervisor calls of one disruption; (migration seconds, Migration) for migrate."""
+    """The hypervisor calls of one disruption; (migration seconds, Migration) for migrate, (None, HostFailure)
+    for ha-restart, (None, None) otherwise."""
     cfg = spec.resilience
     if kind == "freeze":
         base.pause(spec, vm, insecure=insecure)
@@ -59,6 +60,10 @@ def _act(kind: str, spec: Any, vm: str, node: str, recorder: Recorder, insecure:
         opts = {"dest_stats_uri": cfg.migrate_stats_uri} if spec.platform == "kvm" and cfg.migrate_stats_uri else {}
         moved = base.migrate(spec, vm, cfg.migrate_to, insecure=insecure, **opts)
         return moved.duration_s, moved
+    elif kind == "ha-restart":
+        # The opt-in host failure: returns once vSphere HA runs the VM on another host.
+        failed = base.ha_restart(spec, vm, cfg.ha_restart.host, cfg.ha_restart.how, insecure=insecure)
+        return None, failed
     else:
         raise ValueError(f"unknown disruption {kind!r}")
     return None, None
@@ -71,15 +76,18 @@ def run_disruption(kind: str, spec: Any, vm: str, node: str, recorder: Recorder,
     t0 = time.time()
     log.info("resilience: %s of %s (VM %s) starts", kind, node, vm)
     problems: list[str] = []
-    migration_s, migration = None, None
+    migration_s, done, refused = None, None, False
     try:
-        migration_s, migration = _act(kind, spec, vm, node, recorder, insecure)
+        migration_s, done = _act(kind, spec, vm, node, recorder, insecure)
     except Exception as exc:  # the platform layer's one-line errors; the VM is restored below
         problems.append(f"{kind} of {node}: {exc}")
+        refused = isinstance(exc, base.DisruptionRefused)
     finally:
         if kind != "migrate":  # a migrated VM runs on the destination, not on the spec's host
             try:
-                did = base.restore(spec, vm, insecure=insecure)
+                # After a host failure, never power the VM on where it was: that host may be down.
+                did = base.ha_restore(spec, vm, cfg.ha_restart.host, insecure=insecure) if kind == "ha-restart" \
+                    else base.restore(spec, vm, insecure=insecure)
                 if not did.startswith("nothing"):
                     log.info("resilience: VM %s %s", vm, did)
             except Exception as exc:
@@ -105,9 +113,28 @@ def run_disruption(kind: str, spec: Any, vm: str, node: str, recorder: Recorder,
                   ready_at_t0=ready_at_t0, interval_s=cfg.probe_interval_s)
     out.recovered = recovered
     out.migration_s = migration_s
-    out.hypervisor_downtime_ms = getattr(migration, "downtime_ms", None)
+    out.hypervisor_downtime_ms = getattr(done, "downtime_ms", None)
+    out.restart_s = getattr(done, "restart_s", None)
     out.problems = problems
+    if kind == "ha-restart" and not refused:  # refused: the host was never touched
+        _host_back(spec, vm, done, out, insecure)
     log.info("resilience: %s of %s: detect %s s, unavailable %.1f s, recover %.1f s, %d/%d requests failed",
              kind, node, f"{out.detect_s:.1f}" if out.detect_s is not None else "-", out.unavailable_s, out.recover_s,
              out.errors, out.requests)
     return out
+
+
+def _host_back(spec: Any, vm: str, failed: Any, out: Outcome, insecure: bool) -> None:
+    """After the measurement (a host reboot takes minutes): the failed host back, the VM moved back to it.
+
+    What okdbench cannot do (a shut-down host, a host that does not return) goes to run.json's
+    warnings, not to the criterion: the host failure itself was asked for.
+    """
+    ha = spec.resilience.ha_restart
+    if failed is not None:
+        seen = f" (vCenter saw the host down after {failed.host_down_s:.1f} s)" if failed.host_down_s is not None else ""
+        out.notes.append(f"HA restarted {vm} on {failed.new_host} {failed.restart_s:.1f} s after the {ha.how} of {ha.host}{seen}")
+    try:
+        log.info("resilience: %s", base.ha_host_back(spec, vm, ha.host, ha.how, insecure=insecure))
+    except Exception as exc:
+        out.warnings.append(f"{exc}")

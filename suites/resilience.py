@@ -43,8 +43,11 @@ class Outcome:
     pod_flaps: int = 0
     role: str = "worker"
     leader: Leadership | None = None  # etcd's leadership over the window, when Prometheus told
+    restart_s: float | None = None  # ha-restart: host failure -> VM running on another host (vCenter's view)
     recovered: bool = True
     problems: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # one line each, for the criterion's detail
+    warnings: list[str] = field(default_factory=list)  # for run.json's warnings, not a failure (a host left down)
 
     def metrics(self) -> dict[str, tuple[float, str]]:
         """metric suffix -> (value, unit), only the measured ones."""
@@ -59,6 +62,8 @@ class Outcome:
             out["p99_ms"] = (self.p99_ms, "ms")
         if self.migration_s is not None:
             out["migration_s"] = (self.migration_s, "s")
+        if self.restart_s is not None:
+            out["restart_s"] = (self.restart_s, "s")
         return out
 
 
@@ -136,6 +141,8 @@ def problems(out: Outcome, thresholds) -> list[str]:
         if out.downtime_ms > thresholds.migration_downtime_ms:
             found.append(f"{label}: {out.downtime_ms:.0f} ms without an answer (limit {thresholds.migration_downtime_ms:.0f} ms)")
         return found
+    if out.restart_s is not None and out.restart_s > thresholds.ha_restart_s:
+        found.append(f"{label}: vSphere HA ran the VM again after {out.restart_s:.0f} s (limit {thresholds.ha_restart_s:.0f} s)")
     if out.unavailable_s > thresholds.unavailable_s:
         found.append(f"{label}: clients saw failures for {out.unavailable_s:.1f} s (limit {thresholds.unavailable_s:.0f} s)")
     if out.recovered and out.recover_s > thresholds.recover_s:

@@ -106,7 +106,8 @@ def test_resilience(openshift, namespace, spec, okdbench_config, suite_options, 
             pytest.skip("; ".join(target_notes))
         leaders = LeaderWatch.open(lambda: prometheus_querier(kube, address=suite_options.ingress_address,
                                                               insecure=insecure), note)
-        kinds = sorted(cfg.disruptions, key=lambda k: k == "migrate")  # a migrated VM leaves the spec's host: last
+        # A migrated VM leaves the spec's host, a host failure leaves it elsewhere: those two last.
+        kinds = sorted(cfg.disruptions, key=lambda k: {"migrate": 1, "ha-restart": 2}.get(k, 0))
         if "migrate" in kinds and not cfg.migrate_to:
             kinds.remove("migrate")
             note("migrate skipped: resilience.migrate_to names no second host")
@@ -155,7 +156,9 @@ def test_resilience(openshift, namespace, spec, okdbench_config, suite_options, 
                     for suffix, (value, unit) in out.leader.metrics().items():
                         record(f"resilience.{kind}.{suffix}", value, unit, node=node, vm=vm, role=role, disruption=kind,
                                scrape_s=round(out.leader.resolution_s or 0.0, 3))
-                restore = [p for p in out.problems if "could not be restored" in p]
+                restore = [p for p in out.problems if "could not be restored" in p] + out.warnings
+                for n in out.notes:
+                    note(n)
                 if restore:
                     run_writer.update_info(warnings=[*run_writer.info.warnings, *restore])
     finally:

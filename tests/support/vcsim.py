@@ -1,7 +1,7 @@
 """govmomi's vCenter simulator (vcsim) as a real TLS endpoint for tests.
 
-The binary is built once from tests/vcsim/main.go with Debian's golang-go and
-golang-github-vmware-govmomi-dev, cached under .cache/vcsim/<hash of main.go + go version>.
+The binary is built once from tests/vcsim/*.go (main.go, hostfail.go) with Debian's golang-go and
+golang-github-vmware-govmomi-dev, cached under .cache/vcsim/<hash of the sources + go version>.
 Each simulator gets a certificate from a CA made for the test session, so clients verify
 TLS for real (ca_bundle) and a client without that CA fails. The login is fixed to a
 canary password, which tests grep for in everything okdbench wrote.
@@ -9,6 +9,7 @@ canary password, which tests grep for in everything okdbench wrote.
 Fixtures:
 - vcsim:        session-scoped simulator (shared inventory; do not mutate it destructively)
 - vcsim_fresh:  a new simulator with a pristine inventory for one test (~0.2 s to start)
+- vcsim_ha:     the same with vSphere HA on and host reboot/shutdown (tests/vcsim/hostfail.go)
 - vcsim_pki:    the session CA, the server key pair and an unrelated CA bundle
 """
 
@@ -33,6 +34,7 @@ from tests.support._bounded_run import STALL_S, tree_cpu_s
 
 REPO = Path(__file__).resolve().parents[2]
 MAIN_GO = REPO / "tests" / "vcsim" / "main.go"
+GO_SOURCES = sorted(MAIN_GO.parent.glob("*.go"))
 CACHE = REPO / ".cache"
 GOPATH = "/usr/share/gocode"
 USERNAME = "okdbench-test@vsphere.local"
@@ -52,7 +54,7 @@ def build_vcsim() -> Path:
         raise RuntimeError("go is not installed (apt-get install golang-go golang-github-vmware-govmomi-dev)")
     if not (Path(GOPATH) / "src/github.com/vmware/govmomi/simulator").is_dir():
         raise RuntimeError(f"govmomi sources missing under {GOPATH} (apt-get install golang-github-vmware-govmomi-dev)")
-    key = hashlib.sha256(MAIN_GO.read_bytes() + _go_version(go).encode()).hexdigest()[:16]
+    key = hashlib.sha256(b"".join(p.read_bytes() for p in GO_SOURCES) + _go_version(go).encode()).hexdigest()[:16]
     out_dir = CACHE / "vcsim" / key
     binary = out_dir / "vcsim"
     if binary.exists():
@@ -66,11 +68,11 @@ def build_vcsim() -> Path:
         env = {**os.environ, "GOPATH": GOPATH, "GO111MODULE": "off", "GOFLAGS": "",
                "GOCACHE": str(CACHE / "go-build")}
         tmp = out_dir / f"vcsim.tmp{os.getpid()}"
-        proc = subprocess.run([go, "build", "-o", str(tmp), str(MAIN_GO)], cwd=MAIN_GO.parent, env=env,
+        proc = subprocess.run([go, "build", "-o", str(tmp), *map(str, GO_SOURCES)], cwd=MAIN_GO.parent, env=env,
                               capture_output=True, text=True)
         if proc.returncode != 0:
             first = (proc.stderr.strip().splitlines() or ["no output"])[0]
-            raise RuntimeError(f"building tests/vcsim/main.go failed: {first}")
+            raise RuntimeError(f"building tests/vcsim/*.go failed: {first}")
         tmp.rename(binary)
     return binary
 
@@ -138,11 +140,13 @@ class VcSim:
                 self.process.wait()
 
 
-def start_vcsim(binary: Path, pki: Pki, workdir: Path, *, password: str | None = None, stall_s: float = STALL_S) -> VcSim:
+def start_vcsim(binary: Path, pki: Pki, workdir: Path, *, password: str | None = None, stall_s: float = STALL_S,
+                extra_env: dict[str, str] | None = None) -> VcSim:
+    """extra_env: hostfail.go's switches, e.g. {"VCSIM_HA": "1", "VCSIM_HOST_REBOOT_MS": "500"}."""
     workdir.mkdir(parents=True, exist_ok=True)
     password = password or f"canary-{secrets.token_hex(8)}"
     log = workdir / "vcsim.log"
-    env = {**os.environ, "VCSIM_USERNAME": USERNAME, "VCSIM_PASSWORD": password}
+    env = {**os.environ, **(extra_env or {}), "VCSIM_USERNAME": USERNAME, "VCSIM_PASSWORD": password}
     with open(log, "wb") as errf:
         proc = subprocess.Popen([str(binary), "-listen", "127.0.0.1:0", "-cert", str(pki.cert), "-key", str(pki.key)],
                                 stdout=subprocess.PIPE, stderr=errf, env=env, cwd=workdir, text=True)
@@ -250,6 +254,18 @@ def vcsim(vcsim_binary, vcsim_pki, tmp_path_factory):
 @pytest.fixture
 def vcsim_fresh(vcsim_binary, vcsim_pki, tmp_path):
     sim = start_vcsim(vcsim_binary, vcsim_pki, tmp_path / "vcsim")
+    yield sim
+    sim.stop()
+
+
+@pytest.fixture
+def vcsim_ha(vcsim_binary, vcsim_pki, tmp_path):
+    """A fresh simulator with vSphere HA on in its cluster and host reboot/shutdown (tests/vcsim/hostfail.go).
+
+    A rebooted host stays down 10 minutes: longer than any test, so no test races the host's return.
+    """
+    sim = start_vcsim(vcsim_binary, vcsim_pki, tmp_path / "vcsim",
+                      extra_env={"VCSIM_HA": "1", "VCSIM_HOST_REBOOT_MS": str(10 * 60 * 1000)})
     yield sim
     sim.stop()
 

@@ -33,12 +33,15 @@ func main() {
 		log.Fatalf("vcsim: cannot create inventory: %v", err)
 	}
 	defer model.Remove()
+	enableHA() // hostfail.go: VCSIM_HA=1
 
 	model.Service.TLS = &tls.Config{Certificates: []tls.Certificate{cert}}
 	model.Service.Listen = &url.URL{Host: *listen,
 		User: url.UserPassword(os.Getenv("VCSIM_USERNAME"), os.Getenv("VCSIM_PASSWORD"))}
 	server := model.Service.NewServer()
 	defer server.Close()
+	// hostfail.go: host reboot/shutdown. Swapped before the URL is printed, so before any request.
+	server.Config.Handler = hostPower(server.Config.Handler)
 
 	u := *server.URL
 	u.User = nil
