@@ -120,6 +120,12 @@ def error_line(message: Any, limit: int = MAX_ERROR_LINE) -> str:
     return line if len(line) <= limit else line[: limit - 1] + "…"
 
 
+def first_line(exc: BaseException, limit: int = 200) -> str:
+    """An exception's first line for a note (secrets masked), or its type when it says nothing."""
+    lines = redact_text(exc).strip().splitlines()
+    return (lines[0] if lines else type(exc).__name__)[:limit]
+
+
 def _keep_quotes(value: str) -> str:
     if value == MASK or MASK in value:
         return value

@@ -56,13 +56,18 @@ class ProvisionResult:
 PLATFORM_FUNCTIONS = ("render", "provision", "destroy", "hypervisor_facts", "remove_bootstrap", "clear_ignition")
 
 
+def _checked(platform: str, part: str, functions: tuple[str, ...]) -> ModuleType:
+    """provision.<platform>.<part>, checked to expose every one of `functions`."""
+    module = importlib.import_module(f"provision.{platform}.{part}")
+    missing = [f for f in functions if not callable(getattr(module, f, None))]
+    if missing:
+        raise TypeError(f"provision.{platform}.{part} lacks {', '.join(missing)}")
+    return module
+
+
 def platform_module(platform: str) -> ModuleType:
     """provision.<platform>.platform, checked to expose the whole interface."""
-    module = importlib.import_module(f"provision.{platform}.platform")
-    missing = [f for f in PLATFORM_FUNCTIONS if not callable(getattr(module, f, None))]
-    if missing:
-        raise TypeError(f"provision.{platform}.platform lacks {', '.join(missing)}")
-    return module
+    return _checked(platform, "platform", PLATFORM_FUNCTIONS)
 
 
 # ------------------------------------------------------------------ disruptions of one node VM
@@ -81,11 +86,7 @@ class Migration:
 
 def power_module(platform: str) -> ModuleType:
     """provision.<platform>.power, checked to expose every disruption."""
-    module = importlib.import_module(f"provision.{platform}.power")
-    missing = [f for f in POWER_FUNCTIONS if not callable(getattr(module, f, None))]
-    if missing:
-        raise TypeError(f"provision.{platform}.power lacks {', '.join(missing)}")
-    return module
+    return _checked(platform, "power", POWER_FUNCTIONS)
 
 
 def _power(op: str, spec: Any, vm: str, insecure: bool) -> Any:
@@ -166,11 +167,7 @@ HA_FUNCTIONS = ("ha_restart", "ha_restore", "ha_host_back")
 
 def ha_module(platform: str) -> ModuleType:
     """provision.<platform>.ha, checked to expose the HA restart."""
-    module = importlib.import_module(f"provision.{platform}.ha")
-    missing = [f for f in HA_FUNCTIONS if not callable(getattr(module, f, None))]
-    if missing:
-        raise TypeError(f"provision.{platform}.ha lacks {', '.join(missing)}")
-    return module
+    return _checked(platform, "ha", HA_FUNCTIONS)
 
 
 def ha_restart(spec: Any, vm: str, host: str, how: str, *, insecure: bool = False) -> HostFailure:
@@ -225,7 +222,4 @@ class StatsSource:
 
 def stats_module(platform: str) -> ModuleType:
     """provision.<platform>.stats, checked to expose open_stats(spec, *, insecure)."""
-    module = importlib.import_module(f"provision.{platform}.stats")
-    if not callable(getattr(module, "open_stats", None)):
-        raise TypeError(f"provision.{platform}.stats lacks open_stats")
-    return module
+    return _checked(platform, "stats", ("open_stats",))

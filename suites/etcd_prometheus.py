@@ -12,6 +12,7 @@ import math
 import time
 from typing import Callable
 
+from plumbing.redact import first_line
 from suites.etcd_leader import Leadership, MemberSeries, leadership, resolution, scraped_after
 
 log = logging.getLogger("okdbench.resilience")
@@ -78,14 +79,14 @@ class LeaderWatch:
         try:
             return cls(make_query(), note, **kw)
         except Exception as exc:  # noqa: BLE001 - no monitoring route, no token: a note, not a failure
-            note(f"etcd leader not measured: Prometheus not reachable ({_first_line(exc)})")
+            note(f"etcd leader not measured: Prometheus not reachable ({first_line(exc, 160)})")
             return cls(None, note, **kw)
 
     def _read(self, t0: float, end: float) -> MemberSeries | None:
         try:
             series = read(self.query, t0 - LEAD_S, end)  # type: ignore[arg-type]
         except Exception as exc:  # noqa: BLE001 - HTTP errors, refused connections, odd answers alike
-            self.note(f"etcd leader not measured: Prometheus query failed ({_first_line(exc)})")
+            self.note(f"etcd leader not measured: Prometheus query failed ({first_line(exc, 160)})")
             self.query = None
             return None
         if series.empty():
@@ -118,8 +119,3 @@ class LeaderWatch:
         log.info("resilience: etcd: %d leader change(s)%s, scraped every %.1f s", out.changes,
                  f", new leader after {out.elect_s:.1f} s" if out.elect_s is not None else "", res)
         return out
-
-
-def _first_line(exc: BaseException) -> str:
-    lines = str(exc).strip().splitlines()
-    return (lines[0] if lines else type(exc).__name__)[:160]

@@ -5,11 +5,12 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from pyVmomi import vim, vmodl
+from pyVmomi import vim
 
 from provision.audit import vsphere
 from provision.audit.inventory import VmInfo, match_machine, role_from_name
 from provision.spec import Machine
+from provision.vsphere.inventory import vm_properties
 
 log = logging.getLogger("okdbench.audit.vsphere")
 
@@ -41,22 +42,7 @@ PROPERTIES = ["name", "config", "snapshot", "runtime.powerState", "guest.toolsRu
 
 def retrieve(si: vim.ServiceInstance, root: vim.ManagedEntity | None = None) -> list[tuple[vim.VirtualMachine, dict]]:
     """(VM, {property path: value}) for every VM below root; unset properties are absent."""
-    content = si.content
-    view = content.viewManager.CreateContainerView(root or content.rootFolder, [vim.VirtualMachine], True)
-    pc = vmodl.query.PropertyCollector
-    try:
-        spec = pc.FilterSpec(
-            objectSet=[pc.ObjectSpec(obj=view, skip=True, selectSet=[
-                pc.TraversalSpec(name="view", path="view", skip=False, type=vim.view.ContainerView)])],
-            propSet=[pc.PropertySpec(type=vim.VirtualMachine, pathSet=PROPERTIES)])
-        out = []
-        result = content.propertyCollector.RetrievePropertiesEx([spec], pc.RetrieveOptions())
-        while result is not None:
-            out.extend((o.obj, {p.name: p.val for p in o.propSet}) for o in result.objects)
-            result = content.propertyCollector.ContinueRetrievePropertiesEx(result.token) if result.token else None
-        return out
-    finally:
-        view.Destroy()
+    return vm_properties(si, root or si.content.rootFolder, PROPERTIES)
 
 
 def snapshot(props: dict, role: str, node: str = "") -> vsphere.VsphereVm:

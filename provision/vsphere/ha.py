@@ -18,7 +18,7 @@ from pyVmomi import vim, vmodl
 from provision.base import DisruptionRefused, HostFailure
 from provision.spec import ClusterSpec
 from provision.vsphere.connect import connection_guard, session
-from provision.vsphere.inventory import find, paths, vm_name
+from provision.vsphere.inventory import find, paths, vm_name, vm_properties
 from provision.vsphere.power import PowerError, find_vm, state_of
 from provision.vsphere.tasks import TaskFailed, fault_text, wait_tasks
 from provision.vsphere.watch import Watch
@@ -83,25 +83,9 @@ def _usable(host: vim.HostSystem) -> bool:
 
 def running_on(si: vim.ServiceInstance, cluster: vim.ClusterComputeResource, host: vim.HostSystem) -> list[str]:
     """Names of the cluster's powered-on VMs whose runtime.host is `host`, in one PropertyCollector call."""
-    pc = vmodl.query.PropertyCollector
-    view = si.content.viewManager.CreateContainerView(cluster, [vim.VirtualMachine], True)
-    try:
-        spec = pc.FilterSpec(
-            objectSet=[pc.ObjectSpec(obj=view, skip=True, selectSet=[
-                pc.TraversalSpec(name="view", path="view", skip=False, type=vim.view.ContainerView)])],
-            propSet=[pc.PropertySpec(type=vim.VirtualMachine, pathSet=["name", "runtime.host", "runtime.powerState"])])
-        found = []
-        result = si.content.propertyCollector.RetrievePropertiesEx([spec], pc.RetrieveOptions())
-        while result is not None:
-            for obj in result.objects:
-                props = {p.name: p.val for p in obj.propSet}
-                on = props.get("runtime.host")
-                if on is not None and on._moId == host._moId and props.get("runtime.powerState") == "poweredOn":
-                    found.append(props["name"])
-            result = si.content.propertyCollector.ContinueRetrievePropertiesEx(result.token) if result.token else None
-        return found
-    finally:
-        view.Destroy()
+    return [props["name"] for _, props in vm_properties(si, cluster, ["name", "runtime.host", "runtime.powerState"])
+            if getattr(props.get("runtime.host"), "_moId", None) == host._moId
+            and props.get("runtime.powerState") == "poweredOn"]
 
 
 def preconditions(si: vim.ServiceInstance, spec: ClusterSpec, vm: str, host: str

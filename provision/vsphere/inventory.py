@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pyVmomi import vim
+from pyVmomi import vim, vmodl
 
 from plumbing.errors import UserError
 from provision.spec import ClusterSpec
@@ -150,6 +150,28 @@ def vms_named(si: vim.ServiceInstance, root: vim.ManagedEntity, names: set[str])
     view = si.content.viewManager.CreateContainerView(root, [vim.VirtualMachine], True)
     try:
         return {vm.name: vm for vm in view.view if vm.name in names}
+    finally:
+        view.Destroy()
+
+
+def vm_properties(si: vim.ServiceInstance, root: vim.ManagedEntity, path_set: list[str]
+                  ) -> list[tuple[vim.VirtualMachine, dict]]:
+    """(VM, {property path: value}) for every VM anywhere below root, in one PropertyCollector
+    round trip (plus continuation pages); unset properties are absent."""
+    content = si.content
+    view = content.viewManager.CreateContainerView(root, [vim.VirtualMachine], True)
+    pc = vmodl.query.PropertyCollector
+    try:
+        spec = pc.FilterSpec(
+            objectSet=[pc.ObjectSpec(obj=view, skip=True, selectSet=[
+                pc.TraversalSpec(name="view", path="view", skip=False, type=vim.view.ContainerView)])],
+            propSet=[pc.PropertySpec(type=vim.VirtualMachine, pathSet=path_set)])
+        out = []
+        result = content.propertyCollector.RetrievePropertiesEx([spec], pc.RetrieveOptions())
+        while result is not None:
+            out.extend((o.obj, {p.name: p.val for p in o.propSet}) for o in result.objects)
+            result = content.propertyCollector.ContinueRetrievePropertiesEx(result.token) if result.token else None
+        return out
     finally:
         view.Destroy()
 

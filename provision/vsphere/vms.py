@@ -14,12 +14,12 @@ import logging
 import time
 from dataclasses import dataclass, field
 
-from pyVmomi import vim, vmodl
+from pyVmomi import vim
 
 from plumbing.errors import UserError
 from provision.spec import ClusterSpec
 from provision.vsphere.ha import ha_config
-from provision.vsphere.inventory import Inventory, entity_path, find, paths, resolve, vms_named
+from provision.vsphere.inventory import Inventory, entity_path, find, paths, resolve, vm_properties, vms_named
 from provision.vsphere.connect import connection_guard
 from provision.vsphere.plan import CLUSTER_KEY, NODE_KEY, VmPlan, extra_config, ownership_marks, vm_plans
 from provision.vsphere.tasks import start_tasks, wait_tasks
@@ -254,27 +254,10 @@ def marked_vms(si: vim.ServiceInstance, root: vim.ManagedEntity) -> list[tuple[v
     Recursive like the name-clash check (vms_named): an admin may have moved a node into a
     sub-folder, and destroy must still find it (issue 14). Unmarked VMs come back with no marks.
     """
-    content = si.content
-    view = content.viewManager.CreateContainerView(root, [vim.VirtualMachine], True)
-    pc = vmodl.query.PropertyCollector
-    try:
-        spec = pc.FilterSpec(
-            objectSet=[pc.ObjectSpec(obj=view, skip=True, selectSet=[
-                pc.TraversalSpec(name="view", path="view", skip=False, type=vim.view.ContainerView)])],
-            propSet=[pc.PropertySpec(type=vim.VirtualMachine, pathSet=["config.extraConfig"])])
-        out = []
-        with connection_guard(root, "listing VMs to find this cluster's"):
-            result = content.propertyCollector.RetrievePropertiesEx([spec], pc.RetrieveOptions())
-            while result is not None:
-                for o in result.objects:
-                    options = next((p.val for p in o.propSet if p.name == "config.extraConfig"), None) or []
-                    marks = {opt.key: str(opt.value) for opt in options if opt.key in (CLUSTER_KEY, NODE_KEY)}
-                    out.append((o.obj, marks))
-                token = result.token
-                result = content.propertyCollector.ContinueRetrievePropertiesEx(token) if token else None
-        return out
-    finally:
-        view.Destroy()
+    with connection_guard(root, "listing VMs to find this cluster's"):
+        found = vm_properties(si, root, ["config.extraConfig"])
+    return [(vm, {opt.key: str(opt.value) for opt in props.get("config.extraConfig") or []
+                  if opt.key in (CLUSTER_KEY, NODE_KEY)}) for vm, props in found]
 
 
 def cluster_vms(si: vim.ServiceInstance, spec: ClusterSpec, node: str | None = None) -> dict[str, vim.VirtualMachine]:

@@ -15,6 +15,7 @@ import time
 from contextlib import contextmanager
 from typing import Callable, Iterator, Protocol
 
+from plumbing.redact import first_line
 from provision.base import Reading
 
 log = logging.getLogger("okdbench.context")
@@ -32,11 +33,6 @@ class Source(Protocol):
 
 
 Record = Callable[[Reading, str, int, str], None]  # reading, window, repetition, source name
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return (text[0] if text else type(exc).__name__)[:200]
 
 
 class Capture:
@@ -63,7 +59,7 @@ class Capture:
         try:
             return fn()
         except Exception as exc:  # noqa: BLE001 - any failure of a source degrades to a note
-            self.drop(source.name, f"{what} failed ({_first_line(exc)})")
+            self.drop(source.name, f"{what} failed ({first_line(exc)})")
             return None
 
     @contextmanager
