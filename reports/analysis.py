@@ -6,6 +6,7 @@ medians, Holm) → criteria matrix → trends → inventory and warnings → cha
 
 from __future__ import annotations
 
+import difflib
 import logging
 import math
 import time
@@ -122,6 +123,7 @@ def build_report(
         valid = valid[~valid["metric"].isin([a["metric"] for a in audit_rows]).to_numpy()]
     attrs, attr_warnings = aggregate.metric_attributes(valid, tr)
     warnings += attr_warnings
+    _check_primary(opts.primary, list(attrs.index))
     rm = aggregate.run_medians(valid)
     nights = _run_nights(runset.runs, valid)
     rm["night"] = rm["run_id"].map(nights)
@@ -213,8 +215,9 @@ def _summary(
         xc = gc["median"].to_numpy() if gc is not None else np.array([])
         comparisons.append((metric, gb, gc, stats.compare_runs(xb, xc, opts)))
     family = [c.p_value if c.n_base >= MIN_RUNS and c.n_cand >= MIN_RUNS else None for *_, c in comparisons]
-    holm = stats.holm(family)
-    levels = stats.holm_levels(family, opts.alpha)
+    weights = holm_weights([m for m, *_ in comparisons], family, opts)
+    holm = stats.holm(family, weights)
+    levels = stats.holm_levels(family, opts.alpha, weights)
     for (metric, gb, gc, c), p_holm, level in zip(comparisons, holm, levels):
         if level is not None:
             # The interval at the level Holm tested this metric: it agrees with the verdict's test.
@@ -250,6 +253,7 @@ def _summary(
             ci_low=c.ci_low,
             ci_high=c.ci_high,
             ci_level=c.ci_level,
+            primary=metric in opts.primary,
             p_value=c.p_value,
             p_holm=p_holm,
             effect_size=c.effect_size,
@@ -261,6 +265,26 @@ def _summary(
         row.sentence = sentence(row, opts, tr)
         rows.append(row)
     return rows
+
+
+def _check_primary(primary: tuple[str, ...], metrics: list[str]) -> None:
+    for name in primary:
+        if name not in metrics:
+            near = difflib.get_close_matches(name, metrics, n=3) or sorted(metrics)[:3]
+            raise UserError(f"--primary {name}: no such metric in these runs; did you mean {' or '.join(near)}?")
+
+
+def holm_weights(metrics: list[str], family: list[float | None], opts: Options) -> list[float]:
+    """Holm weights: the primary metrics share opts.primary_share of alpha, the others the rest.
+
+    Equal weights (plain Holm) when no primary metric, or nothing but primary metrics, is in the family.
+    """
+    tested = [m for m, p in zip(metrics, family) if p is not None]
+    n_primary = sum(m in opts.primary for m in tested)
+    if n_primary in (0, len(tested)):
+        return [1.0] * len(metrics)
+    share = opts.primary_share
+    return [share / n_primary if m in opts.primary else (1 - share) / (len(tested) - n_primary) for m in metrics]
 
 
 def _rows(samples: pd.DataFrame, base: str, cand: str, opts: Options, tr: Language) -> list[MetricRow]:

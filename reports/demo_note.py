@@ -24,6 +24,7 @@ class DemoNote:
     cpu_better: list[MetricRow] = field(default_factory=list)
     other: list[MetricRow] = field(default_factory=list)  # any other conclusive guest metric
     closest: MetricRow | None = None  # when nothing on the guests is conclusive: the nearest to it
+    primary: MetricRow | None = None  # the demo's pre-registered question (okdbench.demo.PRIMARY)
 
     @property
     def conclusive(self) -> bool:
@@ -36,7 +37,7 @@ def demo_note(summary: list[MetricRow], baseline: str, candidate: str, emulated:
         return None
     guest = [m for m in summary if m.metric.startswith("guest.")]
     runs = min((min(m.runs_base, m.runs_cand) for m in guest), default=0)
-    note = DemoNote(emulated=emulated, runs=runs)
+    note = DemoNote(emulated=emulated, runs=runs, primary=next((m for m in guest if m.primary), None))
     for m in guest:
         if m.verdict not in ("better", "worse"):
             continue

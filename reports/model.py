@@ -40,6 +40,8 @@ class Options:
     min_segment: int = 10  # no change point with fewer nights than this on either side
     ack_tolerance_days: int = 3  # an ack dated up to this many days before a change point still covers it
     exclude_contended: bool = False  # verdicts without runs whose conditions crossed reports/conditions.py's thresholds
+    primary: tuple[str, ...] = ()  # metrics named before the runs: they share primary_share of alpha in Holm
+    primary_share: float = 0.8  # the usual fallback split (0.04 of 0.05 to the primary question)
 
 
 @dataclass
@@ -92,6 +94,7 @@ class MetricRow:
     runs_needed: int | None
     sentence: str
     ci_level: float | None = None  # confidence of [ci_low, ci_high]: the level the verdict's test used
+    primary: bool = False  # named before the runs (Options.primary): weighted in Holm's correction
 
     @property
     def change_pct(self) -> float | None:

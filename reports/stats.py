@@ -203,22 +203,18 @@ def interval(
     return to_ratio(lo), to_ratio(hi)
 
 
-def holm_levels(pvalues: Sequence[float | None], alpha: float) -> list[float | None]:
+def holm_levels(pvalues: Sequence[float | None], alpha: float,
+                weights: Sequence[float] | None = None) -> list[float | None]:
     """Per metric, the confidence level that makes its interval agree with Holm's verdict.
 
-    Holm tests the metric of rank k at alpha / (m - k + 1), stepping down while it rejects: its
-    adjusted p (uncapped) is p times an effective multiplier M. An interval at 1 - alpha / M
-    excludes "no change" exactly when p·M < alpha, i.e. when Holm rejects. Without a running
-    maximum M is m - k + 1 (Bonferroni for the smallest p).
+    Holm tests the metric of rank k at alpha · w_k / (weight still untested), stepping down while
+    it rejects: its adjusted p (uncapped) is p times an effective multiplier M. An interval at
+    1 - alpha / M excludes "no change" exactly when p·M < alpha, i.e. when Holm rejects. With
+    equal weights and no running maximum M is m - k + 1 (Bonferroni for the smallest p).
     """
-    idx = [i for i, p in enumerate(pvalues) if p is not None and math.isfinite(p)]
-    m = len(idx)
     out: list[float | None] = [None] * len(pvalues)
-    running = 0.0
-    for rank, i in enumerate(sorted(idx, key=lambda k: pvalues[k])):  # type: ignore[arg-type,return-value]
-        p = float(pvalues[i])  # type: ignore[arg-type]
-        running = max(running, (m - rank) * p)
-        multiplier = running / p if p > 0 else float(m - rank)
+    for i, p, running, step in _holm_steps(pvalues, weights):
+        multiplier = running / p if p > 0 else step
         out[i] = 1.0 - alpha / max(multiplier, 1.0)
     return out
 
@@ -248,17 +244,37 @@ def _needed(sd: float, log_scale: bool, base_level: float, opts: Options) -> int
     return runs_needed(sd, opts.detectable_difference * base_level, opts.alpha, opts.power)
 
 
-def holm(pvalues: Sequence[float | None]) -> list[float | None]:
-    """Holm step-down adjusted p-values; None stays None (not part of the family)."""
-    idx = [i for i, p in enumerate(pvalues) if p is not None and math.isfinite(p)]
-    m = len(idx)
+def holm(pvalues: Sequence[float | None], weights: Sequence[float] | None = None) -> list[float | None]:
+    """Holm step-down adjusted p-values; None stays None (not part of the family).
+
+    With weights (Holm 1979, weighted form) a metric named before the runs can carry more of
+    alpha than the others: it is tested at alpha · w / (weight of the metrics not yet rejected),
+    so a pre-registered primary metric is not drowned by the secondary ones, and the family-wise
+    error rate stays at alpha. Equal weights are plain Holm.
+    """
     out: list[float | None] = [None] * len(pvalues)
-    running = 0.0
-    for rank, i in enumerate(sorted(idx, key=lambda k: pvalues[k])):  # type: ignore[arg-type,return-value]
-        adj = min(1.0, (m - rank) * float(pvalues[i]))  # type: ignore[arg-type]
-        running = max(running, adj)
-        out[i] = running
+    for i, _p, running, _step in _holm_steps(pvalues, weights):
+        out[i] = min(1.0, running)
     return out
+
+
+def _holm_steps(pvalues: Sequence[float | None], weights: Sequence[float] | None):
+    """(index, p, running maximum of p·M, M) in Holm's order, smallest p/w first.
+
+    M = weight not yet tested / w: the step's Bonferroni-like multiplier.
+    """
+    idx = [i for i, p in enumerate(pvalues) if p is not None and math.isfinite(p)]
+    w = [1.0] * len(pvalues) if weights is None else [float(x) for x in weights]
+    if len(w) != len(pvalues) or any(not w[i] > 0 for i in idx):
+        raise ValueError("holm: one positive weight per p-value")
+    remaining = sum(w[i] for i in idx)
+    running = 0.0
+    for i in sorted(idx, key=lambda k: float(pvalues[k]) / w[k]):  # type: ignore[arg-type]
+        p = float(pvalues[i])  # type: ignore[arg-type]
+        step = remaining / w[i]
+        running = max(running, p * step)
+        remaining -= w[i]
+        yield i, p, running, step
 
 
 def verdict(c: Comparison, p_holm: float | None, better: str, opts: Options = Options()) -> str:

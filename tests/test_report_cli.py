@@ -131,6 +131,19 @@ def test_csv_and_json_summary_have_a_verdict_column(corpus, tmp_path):
     assert {m["metric"]: m["verdict"] for m in doc["metrics"]}["build.duration"] == "worse"
 
 
+def test_primary_metric_flag(corpus, tmp_path, capsys):
+    assert report(corpus, "--primary", "build.duration", "--format", "json", "--out", tmp_path / "s.json") == 0
+    rows = {m["metric"]: m for m in json.loads((tmp_path / "s.json").read_text())["metrics"]}
+    assert rows["build.duration"]["primary"] is True and rows["build.duration"]["verdict"] == "worse"
+    assert not any(m["primary"] for name, m in rows.items() if name != "build.duration")
+    capsys.readouterr()
+    assert report(corpus, "--primary", "build.durration", "--out", tmp_path / "x.html") == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1] == ("okdbench report: error: --primary build.durration: no such metric in these runs; "
+                       "did you mean build.duration?"), err
+    assert not (tmp_path / "x.html").exists()
+
+
 def test_cv_limit_and_threshold_flags(corpus, tmp_path):
     assert report(corpus, "--format", "json", "--cv-limit", "0.1%", "--out", tmp_path / "s.json") == 0
     verdicts = {m["verdict"] for m in json.loads((tmp_path / "s.json").read_text())["metrics"]}

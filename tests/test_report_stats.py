@@ -14,7 +14,9 @@ import pytest
 from scipy import stats as sps
 
 from reports import stats
+from plumbing.errors import UserError
 from reports.analysis import build_report
+from reports.render import render_html
 from reports.model import Options
 from results.store import RunSet
 from results.schema import RunInfo
@@ -144,6 +146,35 @@ def test_holm_step_down():
     assert adj == pytest.approx([0.04, 0.09, None, 0.09, 0.5])
 
 
+def test_weighted_holm_gives_a_named_metric_most_of_alpha():
+    family = [0.01, 0.04, None, 0.03, 0.5]
+    assert stats.holm(family, [1.0] * 5) == stats.holm(family)  # equal weights: plain Holm
+    assert stats.holm_levels(family, 0.05, [2.0] * 5) == pytest.approx(stats.holm_levels(family, 0.05))
+    # 0.8 on the first metric, 0.2 shared by the three others (the None is not in the family).
+    w = [0.8, 0.2 / 3, 1.0, 0.2 / 3, 0.2 / 3]
+    adj = stats.holm(family, w)
+    # by p/w: 0.01/0.8 tested at alpha·0.8/1 -> 0.0125; then 0.03 at alpha·(0.2/3)/0.2 -> 0.09;
+    # 0.04 -> 0.04·2 = 0.08, raised to the running 0.09; 0.5 -> 0.5
+    assert adj == pytest.approx([0.0125, 0.09, None, 0.09, 0.5])
+    # The primary's interval is at 1 - 0.05/1.25 = 96 %: wider than 95 %, far narrower than Bonferroni's 98.75 %.
+    assert stats.holm_levels(family, 0.05, w)[0] == pytest.approx(0.96)
+    with pytest.raises(ValueError):
+        stats.holm(family, [0.5, 0.0, 1.0, 1.0, 1.0])
+
+
+def test_weighted_holm_keeps_the_family_wise_error_rate():
+    # A/A: 1 primary (0.8) and 16 secondary metrics; a false "better/worse" anywhere in a family
+    # must stay at about alpha, as with plain Holm.
+    rng = np.random.default_rng(41)
+    w = [0.8] + [0.2 / 16] * 16
+    any_false = 0
+    families = 2000
+    for _ in range(families):
+        family = list(rng.uniform(size=17))
+        any_false += min(p for p in stats.holm(family, w)) < 0.05
+    assert any_false / families <= 0.06
+
+
 def test_fisher_exact_on_pass_rates():
     assert stats.fisher_pass_rates(10, 10, 0, 10) < 0.001
     assert stats.fisher_pass_rates(9, 10, 8, 10) == pytest.approx(1.0)
@@ -206,6 +237,50 @@ def test_report_sentence_for_a_decided_metric():
     assert report.headlines == [row.sentence]
 
 
+def _many_metrics(rng, shift: float, others: int = 16) -> RunSet:
+    """4 runs a side of etcd's fsync (shifted by `shift`, noisy like the demo's) beside `others` unchanged metrics."""
+    frames = []
+    for k in range(others + 1):
+        metric, factor = ("guest.etcd.wal_fsync.p50", shift) if k == 0 else (f"guest.other.m{k}", 1.0)
+        frames.append(_runset({p: [f * math.exp(rng.normal(0, 0.08)) * np.exp(rng.normal(0, 0.02, 4)) for _ in range(4)]
+                               for p, f in (("kvm-default", 1.0), ("kvm-tuned", factor))}, metric=metric))
+    return RunSet(samples=pd.concat([f.samples for f in frames], ignore_index=True), criteria=frames[0].criteria,
+                  runs=frames[0].runs)
+
+
+def test_a_primary_metric_is_decided_where_plain_holm_over_17_is_not():
+    # The demo's case: one clear difference (p ~0.005) among 17 metrics. Plain Holm needs p < 0.05/17.
+    rng = np.random.default_rng(12)
+    rs = _many_metrics(rng, 1.3)
+    plain = {r.metric: r for r in build_report(rs, "kvm-default", "kvm-tuned", with_charts=False).summary}
+    opts = Options(primary=("guest.etcd.wal_fsync.p50",))
+    report = build_report(rs, "kvm-default", "kvm-tuned", opts, with_charts=False)
+    named = {r.metric: r for r in report.summary}
+    row, before = named["guest.etcd.wal_fsync.p50"], plain["guest.etcd.wal_fsync.p50"]
+    assert 0.05 / 17 < row.p_value < 0.04, row.p_value  # the case this is about
+    assert before.verdict == "no significant difference" and row.verdict == "worse" and row.primary
+    assert row.p_holm == pytest.approx(row.p_value / 0.8)
+    assert row.ci_level == pytest.approx(0.96) and row.ci_low > 1
+    assert "96 % CI" in row.sentence.replace("\xa0", " ")
+    # The secondaries share what is left: even once the primary is decided, each step tests one at
+    # alpha/16 at best (plain Holm here: alpha/16 too, after its first step at alpha/17).
+    for m, r in named.items():
+        if m != row.metric:
+            assert not r.primary and r.p_holm >= min(1.0, 16 * r.p_value) - 1e-12
+    html = render_html(report)
+    assert 'id="primary"' in html and "carries 80 % of the 5 % error budget" in html.replace("\xa0", " ")
+    assert "<strong class=\"small\">(primary)</strong>" in html
+    assert "Holm's weighted form" in html
+    assert 'id="primary"' not in render_html(build_report(rs, "kvm-default", "kvm-tuned", with_charts=False))
+
+
+def test_a_primary_metric_that_does_not_exist_is_one_clear_error():
+    rs = _many_metrics(np.random.default_rng(13), 1.0, others=2)
+    with pytest.raises(UserError, match=r"^--primary guest\.etcd\.wal_fsync\.p5: no such metric in these runs; "
+                                        r"did you mean guest\.etcd\.wal_fsync\.p50"):
+        build_report(rs, "kvm-default", "kvm-tuned", Options(primary=("guest.etcd.wal_fsync.p5",)), with_charts=False)
+
+
 def test_inconclusive_metric_states_runs_needed():
     rng = np.random.default_rng(10)
     base = [100 * math.exp(rng.normal(0, 0.08)) * np.exp(rng.normal(0, 0.02, 10)) for _ in range(3)]
@@ -217,8 +292,9 @@ def test_inconclusive_metric_states_runs_needed():
     assert f"about {row.runs_needed} runs per platform are needed" in row.sentence
 
 
-@pytest.mark.parametrize("test,n", [("welch", 3), ("welch", 5), ("mannwhitney", 6)])
-def test_intervals_agree_with_holm_verdicts(test, n):
+@pytest.mark.parametrize("test,n,weights", [("welch", 3, None), ("welch", 5, None), ("mannwhitney", 6, None),
+                                            ("welch", 4, [0.8] + [0.2 / 7] * 7)])
+def test_intervals_agree_with_holm_verdicts(test, n, weights):
     """Over many families of 8 metrics (some shifted): an interval excludes 'no change' iff Holm rejects."""
     opts = Options(test=test)
     rng = np.random.default_rng(31)
@@ -228,8 +304,8 @@ def test_intervals_agree_with_holm_verdicts(test, n):
                  for f in (1.0, 1.0, 1.0, 1.03, 1.08, 1.15, 1.3, 0.8)]
         cs = [stats.compare_runs(b, c, opts) for b, c in pairs]
         family = [c.p_value for c in cs]
-        adjusted = stats.holm(family)
-        levels = stats.holm_levels(family, opts.alpha)
+        adjusted = stats.holm(family, weights)
+        levels = stats.holm_levels(family, opts.alpha, weights)
         for (b, c), p_holm, level in zip(pairs, adjusted, levels):
             lo, hi = stats.interval(b, c, level, opts)
             assert level >= 1 - opts.alpha

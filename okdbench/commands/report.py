@@ -50,6 +50,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="flag a trend when the newest level is worse than the previous by more than this (default 0.05)")
     parser.add_argument("--test", choices=("welch", "mannwhitney"), default="welch",
                         help="test on run medians: Welch t on log values (default) or Mann-Whitney U (>= 4 runs a side)")
+    parser.add_argument("--primary", action="append", default=[], metavar="METRIC",
+                        help="a metric named before the runs as the question the comparison answers (repeatable): "
+                             "the primary metrics share 80 %% of alpha in Holm's correction, the others the rest")
     parser.add_argument("--title", help="report title")
     from reports.i18n import LANGUAGES  # gettext only: keeps `--help` fast
 
@@ -89,7 +92,7 @@ def run(args: argparse.Namespace) -> int:
     runset = load_runs(args.results, categorical=True)
     log.info("report: read %d runs, %d samples (%.1f s)", len(runset.runs), len(runset.samples), time.perf_counter() - t0)
     opts = Options(cv_limit=args.cv_limit, regression_threshold=args.regression_threshold, test=args.test,
-                   exclude_contended=args.exclude_contended)
+                   exclude_contended=args.exclude_contended, primary=tuple(dict.fromkeys(args.primary)))
     report = analysis.build_report(
         runset, args.baseline, args.candidate, opts, acks=acks, costs=cost_table, title=args.title,
         with_charts=fmt == "html", lang=args.lang,
