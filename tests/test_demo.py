@@ -74,6 +74,7 @@ def test_short_demo_end_to_end(libvirt_uri, tmp_path):
     No wall-clock bound: each session stops waiting for a guest only when it went silent for
     longer than its probes' pace allows (guestlog.Pace), so a loaded machine is slower, not red.
     """
+    from reports.render import slug
     from results.store import load_runs
 
     lines: list[str] = []
@@ -137,6 +138,8 @@ def test_short_demo_end_to_end(libvirt_uri, tmp_path):
             gaps = mine[mine["metric"] == f"resilience.{kind}.unavailable_s"]["value"]
             assert len(gaps) == 3 and (gaps > 0).all(), (kind, list(gaps))
     assert "What this demo shows" in html
+    assert 'id="primary"' in html and f'<a href="#m-{slug(demo.PRIMARY)}">{demo.PRIMARY}</a>' in html
+    assert f"Its question, set before the runs, is {demo.PRIMARY}" in html
     assert 'id="resilience"' in html and "A worker freeze cost" in html
 
     # Nothing of the demo is left on the hypervisor.
@@ -268,6 +271,7 @@ def test_demo_report_explains_its_verdicts_honestly(tmp_path):
     assert "What this demo shows" in html
     assert "cache='none' bypasses the host page cache" in html and "protects etcd" in html
     assert "QEMU's 'maximum' model" in html
+    assert "Its question, set before the runs" not in html  # no --primary: the note does not claim one
 
     # Nothing conclusive: the note says so and how many runs would do.
     flat = _demo_results(tmp_path / "flat", cpu={"kvm-default": 7.0, "kvm-tuned": 7.0},
