@@ -271,7 +271,8 @@ def _check_primary(primary: tuple[str, ...], metrics: list[str]) -> None:
     for name in primary:
         if name not in metrics:
             near = difflib.get_close_matches(name, metrics, n=3) or sorted(metrics)[:3]
-            raise UserError(f"--primary {name}: no such metric in these runs; did you mean {' or '.join(near)}?")
+            raise UserError(f"primary metric {name}: no such metric in these runs; did you mean {' or '.join(near)}? "
+                            "(okdbench report --primary, or primary: in the nightly config)")
 
 
 def holm_weights(metrics: list[str], family: list[float | None], opts: Options) -> list[float]:

@@ -55,6 +55,8 @@ def test_cronjob_config_is_valid():
         ({"platforms": [P, Q], "notify": {"webhook_url": "file:///etc/passwd"}}, "notify.webhook_url:"),
         ({"platforms": [P, Q], "baseline": "esx"}, "baseline: 'esx' is not a platform label"),
         ({"platforms": [P, Q], "retention": {"keep": 3}}, "retention.keep: unknown field"),
+        ({"platforms": [P, Q], "primary": "build.duration"}, "primary: "),
+        ({"platforms": [P, Q], "primary": ["build.duration", ""]}, "primary[1]: "),
         ([1, 2], "the nightly config must be a YAML mapping"),
     ],
 )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import time
@@ -24,7 +25,8 @@ def test_all_good_exits_0_and_writes_summary(tmp_path, monkeypatch):
     monkeypatch.delenv("NIGHTLY_FAIL", raising=False)
     hook = Hook(status=500)  # the webhook is down: the nightly's result must not change
     try:
-        cfg = load_config(write_config(tmp_path, notify={"webhook_url": hook.url, "retries": 1, "backoff": 0, "timeout": 2}))
+        cfg = load_config(write_config(tmp_path, notify={"webhook_url": hook.url, "retries": 1, "backoff": 0, "timeout": 2},
+                                       primary=["demo.duration"]))
         code, summary = run_nightly(cfg)
     finally:
         hook.close()
@@ -43,7 +45,8 @@ def test_all_good_exits_0_and_writes_summary(tmp_path, monkeypatch):
     assert {r["run_id"] for r in summary["runs_included"]} == {p["run_id"] for p in summary["platforms"]}
     assert summary["incomplete_runs"] == []
     assert Path(summary["report"]).is_file() and summary["report"].endswith("nightly.html")
-    assert (tmp_path / "reports" / "nightly.json").is_file()
+    doc = json.loads((tmp_path / "reports" / "nightly.json").read_text())
+    assert [m["metric"] for m in doc["metrics"] if m["primary"]] == ["demo.duration"]
 
 
 def test_failed_criterion_exits_1_and_is_listed(tmp_path, monkeypatch):

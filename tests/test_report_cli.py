@@ -139,8 +139,8 @@ def test_primary_metric_flag(corpus, tmp_path, capsys):
     capsys.readouterr()
     assert report(corpus, "--primary", "build.durration", "--out", tmp_path / "x.html") == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert err[-1] == ("okdbench report: error: --primary build.durration: no such metric in these runs; "
-                       "did you mean build.duration?"), err
+    assert err[-1] == ("okdbench report: error: primary metric build.durration: no such metric in these runs; "
+                       "did you mean build.duration? (okdbench report --primary, or primary: in the nightly config)"), err
     assert not (tmp_path / "x.html").exists()
 
 

@@ -276,7 +276,7 @@ def test_a_primary_metric_is_decided_where_plain_holm_over_17_is_not():
 
 def test_a_primary_metric_that_does_not_exist_is_one_clear_error():
     rs = _many_metrics(np.random.default_rng(13), 1.0, others=2)
-    with pytest.raises(UserError, match=r"^--primary guest\.etcd\.wal_fsync\.p5: no such metric in these runs; "
+    with pytest.raises(UserError, match=r"^primary metric guest\.etcd\.wal_fsync\.p5: no such metric in these runs; "
                                         r"did you mean guest\.etcd\.wal_fsync\.p50"):
         build_report(rs, "kvm-default", "kvm-tuned", Options(primary=("guest.etcd.wal_fsync.p5",)), with_charts=False)
 

@@ -20,7 +20,8 @@ every run provisions the micro topology (2 VMs; network with DHCP reservations a
 domains with fw_cfg ignition) through the same code as a real KVM install, runs `pytest suites/`
 (guest criteria and probes: CPU, etcd-style fdatasync, sequential write, a real etcd under
 write load, guest-to-guest RTT, repeated --repeat times; platform audit; OKD suites skip: no OKD
-cluster), and destroys it. Finally `okdbench report` compares kvm-tuned with kvm-default; its
+cluster), and destroys it. Finally `okdbench report` compares kvm-tuned with kvm-default, with
+one question named in advance (--primary guest.etcd.wal_fsync.p50: etcd's median WAL fsync); its
 summary explains what the verdicts mean on this host.
 
 Uses KVM when it can run a guest here, software emulation otherwise (run.json says which).

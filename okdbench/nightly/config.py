@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -139,6 +139,8 @@ class NightlyConfig(_Model):
     logs_dir: Path = Path("logs")
     report_name: str = Field("nightly", pattern=r"^[A-Za-z0-9_.-]{1,80}$")
     lang: Literal["en", "fr"] = "en"  # language of the nightly report (okdbench report --lang)
+    # Metrics named in advance as the comparison's question (okdbench report --primary).
+    primary: list[Annotated[str, Field(min_length=1, max_length=200)]] = Field(default_factory=list, max_length=20)
     lock_file: Path | None = None  # default: <results_dir>/.okdbench-nightly.lock
     # The checkout whose suites/ to run (with its conftest.py); default: this okdbench installation.
     suites_root: Path | None = None
