@@ -25,6 +25,7 @@ class DemoNote:
     other: list[MetricRow] = field(default_factory=list)  # any other conclusive guest metric
     closest: MetricRow | None = None  # when nothing on the guests is conclusive: the nearest to it
     primary: MetricRow | None = None  # the demo's pre-registered question (okdbench.demo.PRIMARY)
+    noisy_platform: str | None = None  # the primary's runs vary too much: on this platform (more than the other)
 
     @property
     def conclusive(self) -> bool:
@@ -47,7 +48,11 @@ def demo_note(summary: list[MetricRow], baseline: str, candidate: str, emulated:
             note.cpu_better.append(m)
         else:
             note.other.append(m)
+    p = note.primary
+    if p is not None and p.verdict == "variance too high":
+        note.noisy_platform = baseline if (p.cv_base or 0) >= (p.cv_cand or 0) else candidate
     if not note.conclusive:
-        candidates = [m for m in guest if m.p_holm is not None]
+        # More runs help a metric that is merely undecided, not one whose runs vary past the limit.
+        candidates = [m for m in guest if m.p_holm is not None and m.verdict == "no significant difference"]
         note.closest = min(candidates, key=lambda m: m.p_holm, default=None)  # type: ignore[arg-type,return-value]
     return note
