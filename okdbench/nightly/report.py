@@ -46,8 +46,9 @@ def nightly_report(cfg: NightlyConfig) -> ReportOutcome:
     runset = load_runs([cfg.results_dir])
     baseline, candidate = cfg.comparison()
     title = language(cfg.lang).gettext("Nightly: OKD on %(candidate)s compared with %(baseline)s")
-    report = build_report(runset, baseline=baseline, candidate=candidate, opts=Options(primary=tuple(cfg.primary)), acks=acks, costs=costs,
-                          title=title % {"candidate": candidate, "baseline": baseline}, lang=cfg.lang)
+    report = build_report(runset, baseline=baseline, candidate=candidate, opts=Options(primary=tuple(cfg.primary)),
+                          acks=acks, costs=costs, title=title % {"candidate": candidate, "baseline": baseline},
+                          lang=cfg.lang)
     out = Path(cfg.reports_dir) / f"{cfg.report_name}.html"
     write_output(report, out, "html")
     write_output(report, out.with_suffix(".json"), "json")
