@@ -64,6 +64,14 @@ def _size(v: Any, info: ValidationInfo) -> int:
     return size
 
 
+def _address_text(v: Any) -> Any:
+    """Addresses must be written as text: pydantic would read `machine_cidr: 5` (or `true`) as 0.0.0.5/32."""
+    for item in v if isinstance(v, list) else [v]:
+        if isinstance(item, (bool, int, float)):
+            raise ValueError(f"{item!r} is not an address; write it as text, e.g. 198.18.0.0/24 or 198.18.0.10")
+    return v
+
+
 class NodeGroup(_Model):
     role: Role
     count: int = Field(ge=0, le=100)
@@ -74,6 +82,7 @@ class NodeGroup(_Model):
     ips: list[ipaddress.IPv4Address] | None = None
 
     _v_memory = field_validator("memory", "disk", mode="before")(_size)
+    _v_ips = field_validator("ips", mode="before")(_address_text)
 
     @field_validator("mac_prefix")
     @classmethod
@@ -113,6 +122,9 @@ class Network(_Model):
     host_prefix: int = Field(23, ge=8, le=30)
     service_network: ipaddress.IPv4Network = ipaddress.IPv4Network("172.30.0.0/16")
     static_ips: bool = False  # vSphere: afterburn network kargs instead of DHCP
+
+    _v_addresses = field_validator("machine_cidr", "api_vip", "ingress_vip", "lb_address", "gateway", "dns_servers",
+                                   "cluster_network", "service_network", mode="before")(_address_text)
 
     @model_validator(mode="after")
     def _inside(self) -> "Network":

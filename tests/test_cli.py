@@ -36,6 +36,7 @@ MALFORMED = {
     "memory": ("nodes:\n  - {role: master, count: 3, vcpu: 4, memory: '16', disk: 120GiB}\n", "nodes[0].memory: '16' is not a size; use e.g. 16GiB"),
     "yaml": ("name: [unclosed\n", "not valid YAML"),
     "platform": ("platform: xen\n", "platform: 'xen'"),
+    "cidr": ("network: {machine_cidr: 5}\n", "network.machine_cidr: 5 is not an address; write it as text"),
 }
 
 BASE = """\
@@ -53,6 +54,9 @@ def test_malformed_spec_is_one_line_no_traceback(tmp_path, case):
     spec = tmp_path / "spec.yaml"
     if case == "memory":
         spec.write_text(BASE + body)
+    elif case == "cidr":
+        spec.write_text(BASE.replace("network: {machine_cidr: 198.18.10.0/24}\n", body)
+                        + "nodes:\n  - {role: master, count: 1, vcpu: 4, memory: 16GiB, disk: 120GiB}\n")
     elif case == "platform":
         spec.write_text(BASE.replace("platform: kvm\n", body) + "nodes:\n  - {role: master, count: 1, vcpu: 4, memory: 16GiB, disk: 120GiB}\n")
     else:
