@@ -78,10 +78,9 @@ def main() -> int:
     args = ap.parse_args()
     extra = [a for a in args.extra if a != "--"]
     todo: list[tuple[Path, float | None, str]] = [(f, None, "-") for f in args.folders]
-    base = ROOT / ".cache" / "demo_verdict"
-    base.mkdir(parents=True, exist_ok=True)
-    for i in range(args.demos):
-        out = base / datetime.now().strftime("%Y%m%dT%H%M%S")
+    for _ in range(args.demos):
+        out = ROOT / ".cache" / "demo_verdict" / datetime.now().strftime("%Y%m%dT%H%M%S")
+        out.parent.mkdir(parents=True, exist_ok=True)
         seconds = run_demo(out, extra)
         todo.append((out, seconds, "%.2f %.2f %.2f" % os.getloadavg()))
     print(f"primary metric: {PRIMARY} ({CANDIDATE} vs {BASELINE})")

@@ -26,6 +26,7 @@ class DemoNote:
     closest: MetricRow | None = None  # when nothing on the guests is conclusive: the nearest to it
     primary: MetricRow | None = None  # the demo's pre-registered question (okdbench.demo.PRIMARY)
     noisy_platform: str | None = None  # the primary's runs vary too much: on this platform (more than the other)
+    noisy_cv: float | None = None  # ... by this run-to-run CV
 
     @property
     def conclusive(self) -> bool:
@@ -50,7 +51,8 @@ def demo_note(summary: list[MetricRow], baseline: str, candidate: str, emulated:
             note.other.append(m)
     p = note.primary
     if p is not None and p.verdict == "variance too high":
-        note.noisy_platform = baseline if (p.cv_base or 0) >= (p.cv_cand or 0) else candidate
+        note.noisy_platform, note.noisy_cv = max(((baseline, p.cv_base or 0.0), (candidate, p.cv_cand or 0.0)),
+                                                 key=lambda side: side[1])
     if not note.conclusive:
         # More runs help a metric that is merely undecided, not one whose runs vary past the limit.
         candidates = [m for m in guest if m.p_holm is not None and m.verdict == "no significant difference"]
