@@ -254,6 +254,7 @@ def _summary(
             ci_high=c.ci_high,
             ci_level=c.ci_level,
             primary=metric in opts.primary,
+            noisy=stats.noisy(c, opts),
             p_value=c.p_value,
             p_holm=p_holm,
             effect_size=c.effect_size,
@@ -336,16 +337,21 @@ def sentence(row: MetricRow, opts: Options, tr: Language = ENGLISH) -> str:
             ci = _("%(level)s CI %(lo)s to %(hi)s") % {"level": level, "lo": tr.pct(a), "hi": tr.pct(z)}
         else:
             ci = _("%(level)s CI %(lo)s to %(hi)s") % {"level": level, "lo": tr.ratio_pct(lo), "hi": tr.ratio_pct(hi)}
-        return template % {
+        text = template % {
             "metric": row.metric, "c": c, "b": b, "pct": tr.ratio_pct(change, signed=False), "ci": ci,
             "verdict": _(row.verdict), "runs": runs, "per_run": _samples_per_run(row),
         }
+        if row.noisy:
+            text += " " + _(
+                "Its runs vary past the %(limit)s limit (run-to-run CV %(cvs)s): the test weighs that spread and "
+                "the difference holds, but a single run there is hard to predict."
+            ) % {"limit": tr.pct(opts.cv_limit, decimals=0), "cvs": _cvs(row, tr)}
+        return text
     if row.verdict == "variance too high":
-        cvs = ", ".join(f"{p} {tr.pct(v, decimals=0)}" for p, v in ((b, row.cv_base), (c, row.cv_cand)) if v is not None)
         text = _(
             "%(metric)s: runs vary too much to judge (run-to-run CV %(cvs)s; limit %(limit)s); "
             "the runs show %(c)s at %(change)s against %(b)s."
-        ) % {"metric": row.metric, "cvs": cvs, "limit": tr.pct(opts.cv_limit, decimals=0), "c": c,
+        ) % {"metric": row.metric, "cvs": _cvs(row, tr), "limit": tr.pct(opts.cv_limit, decimals=0), "c": c,
              "change": tr.ratio_pct(change), "b": b}
         if row.runs_needed:
             text += " " + _(
@@ -363,6 +369,11 @@ def sentence(row: MetricRow, opts: Options, tr: Language = ENGLISH) -> str:
         else:
             text += " " + _("With these runs a %(target)s difference would most likely have been seen.") % {"target": target}
     return text
+
+
+def _cvs(row: MetricRow, tr: Language) -> str:
+    sides = ((row.baseline, row.cv_base), (row.candidate, row.cv_cand))
+    return ", ".join(f"{p} {tr.pct(v, decimals=0)}" for p, v in sides if v is not None)
 
 
 def _capped(n: int, tr: Language) -> str:

@@ -25,7 +25,7 @@ class DemoNote:
     other: list[MetricRow] = field(default_factory=list)  # any other conclusive guest metric
     closest: MetricRow | None = None  # when nothing on the guests is conclusive: the nearest to it
     primary: MetricRow | None = None  # the demo's pre-registered question (okdbench.demo.PRIMARY)
-    noisy_platform: str | None = None  # the primary's runs vary too much: on this platform (more than the other)
+    noisy_platform: str | None = None  # the primary's runs vary past the CV limit: on this platform (more than the other)
     noisy_cv: float | None = None  # ... by this run-to-run CV
 
     @property
@@ -50,7 +50,7 @@ def demo_note(summary: list[MetricRow], baseline: str, candidate: str, emulated:
         else:
             note.other.append(m)
     p = note.primary
-    if p is not None and p.verdict == "variance too high":
+    if p is not None and p.noisy and p.verdict in ("variance too high", "better", "worse"):
         note.noisy_platform, note.noisy_cv = max(((baseline, p.cv_base or 0.0), (candidate, p.cv_cand or 0.0)),
                                                  key=lambda side: side[1])
     if not note.conclusive:

@@ -30,7 +30,7 @@ class Options:
     """Knobs of the analysis; defaults are what `okdbench report` uses."""
 
     alpha: float = 0.05
-    cv_limit: float = 0.25  # run-to-run coefficient of variation above which a metric is not trusted
+    cv_limit: float = 0.25  # run-to-run CV above which a metric is noisy (an inconclusive one: variance too high)
     regression_threshold: float = 0.05  # trend flag: newest segment worse than the previous by more than this
     detectable_difference: float = 0.05  # runs-needed: detect this relative difference ...
     power: float = 0.80  # ... with this power
@@ -95,6 +95,7 @@ class MetricRow:
     sentence: str
     ci_level: float | None = None  # confidence of [ci_low, ci_high]: the level the verdict's test used
     primary: bool = False  # named before the runs (Options.primary): weighted in Holm's correction
+    noisy: bool = False  # runs of a side vary past Options.cv_limit (a better/worse verdict still stands)
 
     @property
     def change_pct(self) -> float | None:

@@ -262,7 +262,7 @@ def _demo_results(root: Path, cpu: dict[str, float], seqwrite: dict[str, float],
 def test_demo_report_explains_its_verdicts_honestly(tmp_path):
     from reports.analysis import build_report
     from reports.model import Options
-    from reports.render import render_html
+    from reports.render import render_html, slug
     from results.store import load_runs
 
     # As measured under emulation: the tuned CPU model hashes faster, cache=none writes slower.
@@ -297,5 +297,21 @@ def test_demo_report_explains_its_verdicts_honestly(tmp_path):
     html = render_html(report)
     assert f"{demo.PRIMARY} gets no verdict: its runs on kvm-default vary too much" in html
     assert "That is kvm-default's page cache at work" in html
+    # The same kind of spread with a gap no run bridges: the verdict stands, marked noisy, and the
+    # note says it holds despite the noise (and why kvm-default's runs move).
+    gap = _demo_results(tmp_path / "gap", cpu={"kvm-default": 7.0, "kvm-tuned": 7.0},
+                        seqwrite={"kvm-default": 200.0, "kvm-tuned": 200.0},
+                        wal={"kvm-default": (0.5, 0.9, 0.7), "kvm-tuned": (2.4, 2.5, 2.6)})
+    report = build_report(load_runs([gap]), "kvm-default", "kvm-tuned", Options(primary=(demo.PRIMARY,)),
+                          with_charts=False)
+    note = report.demo_note
+    assert note.primary.verdict == "worse" and note.primary.noisy and note.conclusive
+    assert note.noisy_platform == "kvm-default" and note.noisy_cv > report.options.cv_limit
+    assert "Its runs vary past the 25" in note.primary.sentence and "the difference holds" in note.primary.sentence
+    html = render_html(report)
+    assert f"{demo.PRIMARY} reads “worse” although its runs on kvm-default vary by more than the limit" in html
+    assert "That is kvm-default's page cache at work" in html
+    row = html[html.index(f'<td class="metric"><a href="#m-{slug(demo.PRIMARY)}"'):]
+    assert "noisy runs (CV over 25" in row[:row.index("</tr>")]
     # Any other pair of platforms is not the demo: no note.
     assert build_report(load_runs([root]), "kvm-tuned", "kvm-default", with_charts=False).demo_note is None

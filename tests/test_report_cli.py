@@ -146,8 +146,12 @@ def test_primary_metric_flag(corpus, tmp_path, capsys):
 
 def test_cv_limit_and_threshold_flags(corpus, tmp_path):
     assert report(corpus, "--format", "json", "--cv-limit", "0.1%", "--out", tmp_path / "s.json") == 0
-    verdicts = {m["verdict"] for m in json.loads((tmp_path / "s.json").read_text())["metrics"]}
-    assert verdicts == {"variance too high"}
+    metrics = json.loads((tmp_path / "s.json").read_text())["metrics"]
+    # Every metric's runs vary past 0.1 %: all are noisy; an inconclusive one reads "variance too
+    # high", a significant one keeps its verdict.
+    assert all(m["noisy"] for m in metrics)
+    assert {m["verdict"] for m in metrics} <= {"variance too high", "better", "worse"}
+    assert "variance too high" in {m["verdict"] for m in metrics}
     with pytest.raises(SystemExit):
         report(corpus, "--cv-limit", "lots")
 

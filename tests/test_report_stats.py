@@ -125,6 +125,34 @@ def test_variance_too_high_when_runs_scatter_beyond_the_limit():
     assert c.runs_needed is not None and c.runs_needed > 5
 
 
+def test_a_significant_difference_keeps_its_verdict_despite_noisy_runs():
+    # The demo's WAL fsync on an emulated host: kvm-default's runs jump between host states (CV ~30 %),
+    # kvm-tuned's stay put, and every kvm-tuned run is slower than every kvm-default one.
+    c, v = decide([0.63, 1.32, 0.97, 0.80], [1.57, 1.77, 1.60, 1.51])
+    assert c.cv_base > OPTS.cv_limit and stats.noisy(c, OPTS)
+    assert c.p_value < OPTS.alpha and v == "worse"
+    # The same spread without a significant difference stays "variance too high".
+    c, v = decide([0.63, 1.32, 0.97, 1.30], [1.0, 1.05, 0.95, 1.02])
+    assert stats.noisy(c, OPTS) and c.p_value >= OPTS.alpha and v == "variance too high"
+    # A quiet metric is never noisy, whatever its verdict.
+    c, v = decide([1.0, 1.02, 0.98, 1.01], [1.0, 1.03, 0.99, 1.0])
+    assert not stats.noisy(c, OPTS) and v == "no significant difference"
+
+
+def test_noisy_runs_do_not_make_false_calls_more_common_than_alpha():
+    # A/A with one side's runs at ~30 % CV and the other's at ~7 %: letting a significant result
+    # through (instead of gating it on the CV) keeps false better/worse calls near alpha,
+    # because Welch's test already weighs each side's spread.
+    rng = np.random.default_rng(20261204)
+    sims, called, noisy_calls = 2000, 0, 0
+    for _ in range(sims):
+        c, v = decide(np.exp(rng.normal(0.0, 0.3, 4)), np.exp(rng.normal(0.0, 0.07, 4)))
+        called += v in ("better", "worse")
+        noisy_calls += v in ("better", "worse") and stats.noisy(c, OPTS)
+    assert called / sims <= 0.065
+    assert noisy_calls > 0  # the case this test is about did occur
+
+
 def test_runs_needed_matches_the_textbook_power_calculation():
     # 5 % run-to-run sd on the log scale, 5 % difference: n ≈ 2(1.96+0.84)²σ²/δ² ≈ 17 (+1 for t).
     sd = 0.05

@@ -45,7 +45,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--costs", type=Path, help="YAML with licence/support/admin figures for a TCO table (see examples/costs.yaml)")
     parser.add_argument("--ack", type=Path, help="YAML of acknowledged regressions (metric, platform, date, reason; see examples/acks.yaml)")
     parser.add_argument("--cv-limit", type=_fraction("--cv-limit"), default=0.25,
-                        help="run-to-run coefficient of variation above which a metric gets 'variance too high' (default 0.25)")
+                        help="run-to-run coefficient of variation above which an inconclusive metric reads 'variance too high' and a better/worse one is marked noisy (default 0.25)")
     parser.add_argument("--regression-threshold", type=_fraction("--regression-threshold"), default=0.05,
                         help="flag a trend when the newest level is worse than the previous by more than this (default 0.05)")
     parser.add_argument("--test", choices=("welch", "mannwhitney"), default="welch",
