@@ -46,8 +46,8 @@ BASELINE, CANDIDATE = LABELS
 PROBES = "cpu,fsync,seqwrite,etcd,rtt"
 # The demo's one pre-registered question (report --primary): etcd's median WAL fsync, from etcd's
 # own histogram. It is what OKD's control plane feels on a disk, and under emulation it is the
-# guest metric that most often decides in 4 runs a side (5 of 8 idle demos; its p99 in 2, every
-# other metric in none): README "Quick start" has the figures.
+# guest metric that most often decides (6 of 6 idle demos at 5 runs a side): README "Quick start"
+# has the figures.
 PRIMARY = "guest.etcd.wal_fsync.p50"
 # After SIGTERM, a pytest session that printed nothing for this long is killed (its teardown is stuck).
 TEARDOWN_SILENCE_S = 120.0
