@@ -50,7 +50,7 @@ def demo_note(summary: list[MetricRow], baseline: str, candidate: str, emulated:
         else:
             note.other.append(m)
     p = note.primary
-    if p is not None and p.noisy and p.verdict in ("variance too high", "better", "worse"):
+    if p is not None and p.noisy and p.verdict != "not enough samples":
         note.noisy_platform, note.noisy_cv = max(((baseline, p.cv_base or 0.0), (candidate, p.cv_cand or 0.0)),
                                                  key=lambda side: side[1])
     if not note.conclusive:

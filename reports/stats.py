@@ -288,10 +288,11 @@ def verdict(c: Comparison, p_holm: float | None, better: str, opts: Options = Op
     Runs that vary past opts.cv_limit turn only an inconclusive result into "variance too high"
     (the noise may hide a difference: fix it before adding runs). A significant difference keeps
     its verdict even then, flagged noisy: Welch's test already weighs the spread, and withholding
-    it buys no protection. Simulated A/A on log-normal run medians, 4 runs a side, 20 000 pairs
-    (benchmarks/cv_gate.py): with one side's CV ~30 % and the other ~7 % a false call comes at
-    5.2 % without the gate and 5.1 % with it; with 50 % against 5 %, at 5.4 % and 4.1 %; the
-    gate's cost is the power it removes from the same noisy metrics.
+    it buys no protection. `python benchmarks/cv_gate.py` (log-normal run medians, 4 runs a side,
+    20 000 comparisons per scenario): under A/A with one side's CV ~30 % and the other's ~7 %, false
+    calls come at 5.8 % without the gate and 5.7 % with it; at 50 % against 5 %, 5.4 % and 4.1 %;
+    with runs on two levels x2 apart, 12.6 % either way (4 runs cannot show a second level, and
+    the gate cannot either). Against a true x1.5 shift at 30 % vs 7 % it finds 47.8 % instead of 35.5 %.
     """
     if c.n_base < MIN_RUNS or c.n_cand < MIN_RUNS:
         return "not enough samples"

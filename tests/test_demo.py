@@ -286,11 +286,13 @@ def test_demo_report_explains_its_verdicts_honestly(tmp_path):
     assert note is not None and not note.conclusive and note.closest is not None
     # The primary question's runs vary past the limit on kvm-default (its page cache): the note says
     # why, and does not promise that more runs would decide it.
-    noisy = _demo_results(tmp_path / "noisy", cpu={"kvm-default": 7.0, "kvm-tuned": 7.0},
-                          seqwrite={"kvm-default": 200.0, "kvm-tuned": 200.0},
-                          wal={"kvm-default": (0.6, 1.4, 0.9), "kvm-tuned": (1.6, 1.65, 1.7)})
-    report = build_report(load_runs([noisy]), "kvm-default", "kvm-tuned", Options(primary=(demo.PRIMARY,)),
-                          with_charts=False)
+    def primary_report(name: str, wal: dict[str, tuple[float, float, float]]):
+        folder = _demo_results(tmp_path / name, cpu={"kvm-default": 7.0, "kvm-tuned": 7.0},
+                               seqwrite={"kvm-default": 200.0, "kvm-tuned": 200.0}, wal=wal)
+        return build_report(load_runs([folder]), "kvm-default", "kvm-tuned", Options(primary=(demo.PRIMARY,)),
+                            with_charts=False)
+
+    report = primary_report("noisy", {"kvm-default": (0.6, 1.4, 0.9), "kvm-tuned": (1.6, 1.65, 1.7)})
     note = report.demo_note
     assert note.primary.verdict == "variance too high" and note.noisy_platform == "kvm-default"
     assert note.closest is None or note.closest.metric != demo.PRIMARY
@@ -299,11 +301,7 @@ def test_demo_report_explains_its_verdicts_honestly(tmp_path):
     assert "That is kvm-default's page cache at work" in html
     # The same kind of spread with a gap no run bridges: the verdict stands, marked noisy, and the
     # note says it holds despite the noise (and why kvm-default's runs move).
-    gap = _demo_results(tmp_path / "gap", cpu={"kvm-default": 7.0, "kvm-tuned": 7.0},
-                        seqwrite={"kvm-default": 200.0, "kvm-tuned": 200.0},
-                        wal={"kvm-default": (0.5, 0.9, 0.7), "kvm-tuned": (2.4, 2.5, 2.6)})
-    report = build_report(load_runs([gap]), "kvm-default", "kvm-tuned", Options(primary=(demo.PRIMARY,)),
-                          with_charts=False)
+    report = primary_report("gap", {"kvm-default": (0.5, 0.9, 0.7), "kvm-tuned": (2.4, 2.5, 2.6)})
     note = report.demo_note
     assert note.primary.verdict == "worse" and note.primary.noisy and note.conclusive
     assert note.noisy_platform == "kvm-default" and note.noisy_cv > report.options.cv_limit
