@@ -286,7 +286,7 @@ def test_a_guest_destroyed_mid_probe_ends_the_run_with_a_clear_criterion(libvirt
             conn.close()
         # The guest may have moved past 'probe cpu' before the destroy landed: its last step is what
         # its serial log holds now that QEMU is gone, whichever probe that is.
-        victim_said = guestlog.parse_serial(logs[0].read_text(errors="replace"))
+        victim_said = guestlog.read_report(logs[0])
         last_step = victim_said.last_step
         output = proc.communicate()[0]  # the session's own progress bound ends it; nothing fixed here
     finally:
